@@ -1,0 +1,329 @@
+"""One loaded SavedModel version and the three ways to run it: predict, classify, regress.
+
+Checks and messages follow TF Serving's predict_util.cc, classifier.cc and regressor.cc, so
+REST and gRPC callers see the same errors. Batching, when on, sits under `_run`.
+"""
+import os
+import threading
+
+import numpy as np
+
+import serving  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from serving import errors
+
+DEFAULT_SIGNATURE = "serving_default"
+CLASSIFY_INPUTS = "inputs"
+CLASSIFY_CLASSES = "classes"
+CLASSIFY_SCORES = "scores"
+REGRESS_INPUTS = "inputs"
+REGRESS_OUTPUTS = "outputs"
+SERVE_TAG = "serve"
+
+_tf = None
+_tft_imported = False
+
+
+def tensorflow():
+    """Import TensorFlow on first use, so the CLI can fail on bad flags in milliseconds."""
+    global _tf
+    if _tf is None:
+        import tensorflow as tf
+
+        _tf = tf
+    return _tf
+
+
+def dtype_name(dtype_enum: int) -> str:
+    """TF's DataTypeString: DT_FLOAT -> "float", as TF Serving prints types in messages."""
+    from tensorflow.core.framework import types_pb2
+
+    return types_pb2.DataType.Name(dtype_enum)[3:].lower()
+
+
+def read_signature_defs(version_dir: str) -> dict:
+    """The signature_def map of the 'serve' MetaGraph, as GetModelMetadata reports it."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        if SERVE_TAG in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise errors.not_found(
+        f"Could not find meta graph def matching supplied tags: {{ {SERVE_TAG} }}. "
+        "To inspect available tag-sets in the SavedModel, please use the SavedModel CLI: "
+        "`saved_model_cli`")
+
+
+def _load_saved_model(version_dir: str):
+    tf = tensorflow()
+    global _tft_imported
+    try:
+        return tf.saved_model.load(version_dir, tags=[SERVE_TAG])
+    except Exception:
+        if _tft_imported:
+            raise
+        # TFX Transform graphs use custom ops that only exist once tensorflow_transform
+        # is imported; importing it costs seconds, so only when a plain load fails.
+        import tensorflow_transform  # noqa: F401
+
+        _tft_imported = True
+        return tf.saved_model.load(version_dir, tags=[SERVE_TAG])
+
+
+def _signature_debug_string(signature) -> str:
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(signature)
+
+
+class Servable:
+    """One version of one model, loaded and ready; thread-safe."""
+
+    def __init__(self, name: str, version: int, path: str, batcher_factory=None):
+        self.name = name
+        self.version = int(version)
+        self.path = path
+        self._signature_defs = read_signature_defs(path)
+        self._loaded = _load_saved_model(path)
+        self._functions = dict(self._loaded.signatures)
+        # One batcher per signature: TF Serving batches per distinct signature too.
+        self._batchers = {}
+        self._batcher_factory = batcher_factory
+        self._lock = threading.Lock()
+
+    # --- metadata -----------------------------------------------------------------------
+    def signature_defs(self) -> dict:
+        return self._signature_defs
+
+    def signature_inputs(self, signature_name: str):
+        """REST needs the input TensorInfos to decode JSON; TF Serving's GetInfoMap."""
+        name = signature_name or DEFAULT_SIGNATURE
+        signature = self._signature_defs.get(name)
+        if signature is None:
+            raise errors.invalid_argument(
+                f'Serving signature name: "{name}" not found in signature def')
+        return signature.inputs
+
+    # --- predict ------------------------------------------------------------------------
+    def predict(self, signature_name, inputs, output_filter=None, deadline=None):
+        name = signature_name or DEFAULT_SIGNATURE
+        signature = self._signature_defs.get(name)
+        if signature is None or name not in self._functions:
+            raise errors.failed_precondition(f'Serving signature key "{name}" not found.')
+        self._check_input_names(signature, inputs)
+        aliases = self._output_aliases(signature, output_filter)
+        outputs = self._run(name, signature, inputs, deadline)
+        return {alias: outputs[alias] for alias in aliases}
+
+    def _check_input_names(self, signature, inputs):
+        request_inputs = set(inputs)
+        signature_inputs = set(signature.inputs)
+        extra = sorted(request_inputs - signature_inputs)
+        missing = sorted(signature_inputs - request_inputs)
+        if len(request_inputs) != len(signature_inputs) and not (
+                len(request_inputs) < len(signature_inputs) and len(signature.defaults)):
+            raise errors.invalid_argument(
+                f"input size does not match signature: {len(request_inputs)}!="
+                f"{len(signature_inputs)} len({{{','.join(sorted(request_inputs))}}}) != "
+                f"len({{{','.join(sorted(signature_inputs))}}}). Sent extra: "
+                f"{{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}.")
+        if extra or missing:
+            raise errors.invalid_argument(
+                f"Request inputs do not match required inputs for model `{self.name}`. "
+                f"Send extra: {{{','.join(extra)}}}. Missing but required: "
+                f"{{{','.join(missing)}}}.")
+
+    @staticmethod
+    def _output_aliases(signature, output_filter):
+        if not output_filter:
+            return list(signature.outputs)
+        seen = set()
+        for alias in output_filter:
+            if alias not in signature.outputs:
+                raise errors.invalid_argument(
+                    f"output tensor alias not found in signature: {alias} Outputs expected "
+                    f"to be in the set {{{','.join(sorted(signature.outputs))}}}.")
+            if alias in seen:
+                raise errors.invalid_argument(f"duplicate output tensor alias: {alias}")
+            seen.add(alias)
+        return list(output_filter)
+
+    # --- classify / regress -------------------------------------------------------------
+    def classify(self, signature_name, serialized_examples, deadline=None):
+        name = signature_name or DEFAULT_SIGNATURE
+        signature = self._signature_defs.get(name)
+        if signature is None or name not in self._functions:
+            raise errors.invalid_argument(f"No signature was found with the name: {name}")
+        if len(signature.inputs) != 1:
+            raise errors.invalid_argument("Expected one input Tensor.")
+        if len(signature.outputs) not in (1, 2):
+            raise errors.invalid_argument(
+                f"Expected one or two output Tensors, found {len(signature.outputs)}")
+        if CLASSIFY_INPUTS not in signature.inputs:
+            raise errors.invalid_argument(
+                "No classification inputs found in SignatureDef: "
+                + _signature_debug_string(signature))
+        if (CLASSIFY_CLASSES not in signature.outputs
+                and CLASSIFY_SCORES not in signature.outputs):
+            raise errors.invalid_argument(
+                'Expected classification signature outputs to contain at least one of '
+                f'"{CLASSIFY_CLASSES}" or "{CLASSIFY_SCORES}". Signature was: '
+                + _signature_debug_string(signature))
+        examples = self._examples_tensor(serialized_examples)
+        outputs = self._run(name, signature, {CLASSIFY_INPUTS: examples}, deadline)
+        num_examples = len(examples)
+        classes = outputs.get(CLASSIFY_CLASSES)
+        scores = outputs.get(CLASSIFY_SCORES)
+        for label, tensor, want in ((CLASSIFY_CLASSES, classes, "DT_STRING"),
+                                    (CLASSIFY_SCORES, scores, "DT_FLOAT")):
+            if tensor is None:
+                continue
+            if tensor.ndim != 2:
+                raise errors.invalid_argument(
+                    "Expected Tensor shape: [batch_size num_classes] but got "
+                    + _shape_debug_string(tensor.shape))
+            got = _dtype_enum_name(tensor)
+            if got != want:
+                kind = "classes" if label == CLASSIFY_CLASSES else "scores"
+                raise errors.invalid_argument(
+                    f"Expected {kind} Tensor of {want}. Got: {got}")
+            if tensor.shape[0] != num_examples:
+                kind = "classes" if label == CLASSIFY_CLASSES else "scores"
+                raise errors.invalid_argument(
+                    f"Expected {kind} output batch size of {num_examples}. "
+                    f"Got: {tensor.shape[0]}")
+        if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+            raise errors.invalid_argument(
+                "Tensors class and score should match in dim_size(1). Got "
+                f"{classes.shape[1]} vs. {scores.shape[1]}")
+        return classes, scores
+
+    def regress(self, signature_name, serialized_examples, deadline=None):
+        name = signature_name or DEFAULT_SIGNATURE
+        signature = self._signature_defs.get(name)
+        if signature is None or name not in self._functions:
+            raise errors.invalid_argument(f"No signature was found with the name: {name}")
+        if len(signature.inputs) != 1:
+            raise errors.invalid_argument("Expected one input Tensor.")
+        if len(signature.outputs) != 1:
+            raise errors.invalid_argument("Expected one output Tensor.")
+        if REGRESS_INPUTS not in signature.inputs:
+            raise errors.invalid_argument(
+                "No regression inputs found in SignatureDef: "
+                + _signature_debug_string(signature))
+        if REGRESS_OUTPUTS not in signature.outputs:
+            raise errors.invalid_argument(
+                "No regression outputs found in SignatureDef: "
+                + _signature_debug_string(signature))
+        examples = self._examples_tensor(serialized_examples)
+        values = self._run(name, signature, {REGRESS_INPUTS: examples}, deadline)[REGRESS_OUTPUTS]
+        if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
+            raise errors.invalid_argument(
+                "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
+                "but got " + _shape_debug_string(values.shape))
+        if values.shape[0] != len(examples):
+            raise errors.invalid_argument(
+                "Input batch size did not match output batch size: "
+                f"{len(examples)} vs. {values.shape[0]}")
+        if _dtype_enum_name(values) != "DT_FLOAT":
+            raise errors.invalid_argument(
+                f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_enum_name(values)}")
+        return values.reshape(-1)
+
+    @staticmethod
+    def _examples_tensor(serialized_examples):
+        if not serialized_examples:
+            raise errors.invalid_argument("Input is empty.")
+        return np.array(list(serialized_examples), dtype=object)
+
+    # --- running the graph ----------------------------------------------------------------
+    def _run(self, signature_name, signature, inputs, deadline=None):
+        """Runs one signature on numpy inputs; through the batcher when batching is on."""
+        arrays = self._coerce_inputs(signature, inputs)
+        if self._batcher_factory is None:
+            return self.run_signature(signature_name, arrays)
+        with self._lock:
+            batcher = self._batchers.get(signature_name)
+            if batcher is None:
+                batcher = self._batcher_factory(
+                    lambda batch, _name=signature_name: self.run_signature(_name, batch),
+                    f"{self.name}/{self.version}/{signature_name}")
+                self._batchers[signature_name] = batcher
+        return batcher.run(arrays, deadline=deadline)
+
+    @staticmethod
+    def _coerce_inputs(signature, inputs):
+        """Checks dtypes the way a TF session would, before anything is queued."""
+        tf = tensorflow()
+        arrays = {}
+        for index, alias in enumerate(sorted(signature.inputs)):
+            info = signature.inputs[alias]
+            value = np.asarray(inputs[alias])
+            want = tf.dtypes.as_dtype(info.dtype)
+            if want == tf.string:
+                if value.dtype.kind not in ("O", "S", "U") and value.size:
+                    raise errors.invalid_argument(
+                        f"Expects arg[{index}] to be string but "
+                        f"{_numpy_dtype_name(value)} is provided")
+                value = value.astype(object)
+            elif value.dtype.kind in ("O", "S", "U") and value.size:
+                raise errors.invalid_argument(
+                    f"Expects arg[{index}] to be {dtype_name(info.dtype)} but string is provided")
+            elif value.dtype != want.as_numpy_dtype:
+                if value.size and not np.can_cast(value.dtype, want.as_numpy_dtype,
+                                                  casting="same_kind"):
+                    raise errors.invalid_argument(
+                        f"Expects arg[{index}] to be {dtype_name(info.dtype)} but "
+                        f"{_numpy_dtype_name(value)} is provided")
+                value = value.astype(want.as_numpy_dtype)
+            arrays[alias] = value
+        return arrays
+
+    def run_signature(self, signature_name, arrays):
+        """Calls the signature function once; maps TF errors to TF Serving's codes."""
+        tf = tensorflow()
+        function = self._functions[signature_name]
+        specs = function.structured_input_signature[1]
+        feeds = {}
+        for alias, value in arrays.items():
+            spec = specs.get(alias)
+            dtype = spec.dtype if spec is not None else None
+            feeds[alias] = tf.constant(value, dtype=dtype) if value.size or dtype is None \
+                else tf.zeros(value.shape, dtype=dtype)
+        try:
+            outputs = function(**feeds)
+        except tf.errors.OpError as e:
+            raise errors.ServingError(_grpc_code_for_op_error(e), e.message) from None
+        except (TypeError, ValueError) as e:
+            raise errors.invalid_argument(str(e).strip()) from None
+        return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+
+
+def _grpc_code_for_op_error(error):
+    import grpc
+
+    # tf.errors codes use the same numbering as gRPC status codes.
+    for code in grpc.StatusCode:
+        if code.value[0] == error.error_code:
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def _dtype_enum_name(array) -> str:
+    if array.dtype.kind in ("O", "S", "U"):
+        return "DT_STRING"
+    tf = tensorflow()
+    return "DT_" + tf.dtypes.as_dtype(array.dtype).name.upper().replace("FLOAT32", "FLOAT") \
+        .replace("FLOAT64", "DOUBLE")
+
+
+def _numpy_dtype_name(array) -> str:
+    from tensorflow.core.framework import types_pb2
+
+    return dtype_name(types_pb2.DataType.Value(_dtype_enum_name(array)))
+
+
+def _shape_debug_string(shape) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
