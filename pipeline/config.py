@@ -1,0 +1,86 @@
+"""Every knob of the pipeline, in one place, with defaults that work on a laptop.
+
+`run_local.py` and the tests override fields by flag; environment variables
+TAXI_DATA_DIR and TAXI_OUTPUT_DIR move the data and the outputs.
+"""
+import dataclasses
+import hashlib
+import os
+import pathlib
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+PIPELINE_NAME = "taxi_tips"
+MODEL_NAME = "taxi_tips"  # the name TF Serving serves the pushed model under
+
+# ExampleGen matches this under the data folder; `{SPAN}` is the span number.
+INPUT_PATTERN = "span-{SPAN}/*.csv"
+SCHEMA_DIR = PROJECT_ROOT / "pipeline" / "schema"  # holds the curated schema.pbtxt
+
+# Output layout under the output folder (read by the lineage tool and tests too).
+METADATA_FILE = "metadata.sqlite"
+PIPELINE_ROOT_DIR = "pipeline_root"
+SERVING_MODEL_DIR = "serving_model"
+LOG_FILE = "logs/run_local.log"
+
+# Python entry points the Transform and Trainer components import.
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+RUN_FN = "models.training.run_fn"
+MODEL_CODE_DIR = PROJECT_ROOT / "models"
+
+# Beam's local runner: one in-memory worker is fastest on data of this size.
+BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    data_dir: pathlib.Path = pathlib.Path(
+        os.environ.get("TAXI_DATA_DIR", PROJECT_ROOT / "data" / "spans"))
+    output_dir: pathlib.Path = pathlib.Path(
+        os.environ.get("TAXI_OUTPUT_DIR", PROJECT_ROOT / "outputs"))
+    # Train on a rolling window of the latest spans (quarters).
+    training_window_spans: int = 4
+    # Hash buckets of the train/eval split that ExampleGen makes of each span.
+    train_buckets: int = 3
+    eval_buckets: int = 1
+    train_steps: int = 1000
+    eval_steps: int = 50
+    hyperparameters: dict = dataclasses.field(default_factory=lambda: {
+        "hidden_units": [32, 16], "learning_rate": 0.005, "batch_size": 64})
+    # The Evaluator blesses a model only above these bars...
+    min_auc: float = 0.75
+    min_accuracy: float = 0.80
+    # ...and only if its AUC is at most this much below the serving model's.
+    max_auc_drop_vs_baseline: float = 0.01
+    slice_features: tuple = ("trip_start_hour", "payment_type")
+    enable_cache: bool = True
+
+    @property
+    def pipeline_root(self) -> pathlib.Path:
+        return self.output_dir / PIPELINE_ROOT_DIR
+
+    @property
+    def metadata_path(self) -> pathlib.Path:
+        return self.output_dir / METADATA_FILE
+
+    @property
+    def serving_model_dir(self) -> pathlib.Path:
+        """TF Serving's model base path: <this>/<integer version>/saved_model.pb."""
+        return self.output_dir / SERVING_MODEL_DIR / MODEL_NAME
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        return self.output_dir / LOG_FILE
+
+    @property
+    def schema_file(self) -> pathlib.Path:
+        return SCHEMA_DIR / "schema.pbtxt"
+
+
+def model_code_version() -> str:
+    """A fingerprint of models/*.py: a code change invalidates the cached Transform
+    and Trainer, and the lineage tool shows which code built a model."""
+    digest = hashlib.sha256()
+    for path in sorted(MODEL_CODE_DIR.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

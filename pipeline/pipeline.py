@@ -1,0 +1,142 @@
+"""The taxi tips pipeline: every component, wired in data-flow order.
+
+New span -> statistics -> validation against the curated schema (a failed
+validation stops the run) -> Transform and Trainer on a rolling window of
+spans -> Evaluator against the serving model -> Pusher, only if blessed.
+"""
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
+from tfx.dsl.input_resolution import canned_resolver_functions
+
+from models import features
+from pipeline import config as pipeline_config
+from pipeline.components.atomic_pusher import AtomicPusherExecutor
+from pipeline.components.transform_cache import CacheBeforeNewestSpanStrategy
+from pipeline.components.validation_gate import ValidationGate
+
+
+def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
+    """Bless a model above an absolute bar that is not worse than the baseline."""
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_auc}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -cfg.max_auc_drop_vs_baseline}))
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(
+            lower_bound={"value": cfg.min_accuracy}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="serving_default",
+            label_key=features.TRANSFORMED_LABEL_KEY,
+            prediction_key="outputs",
+            preprocessing_function_names=["transform_features"])],
+        slicing_specs=[tfma.SlicingSpec()] + [
+            tfma.SlicingSpec(feature_keys=[key]) for key in cfg.slice_features],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="AUC", threshold=auc_threshold),
+            tfma.MetricConfig(class_name="BinaryAccuracy", threshold=accuracy_threshold),
+            tfma.MetricConfig(class_name="Precision"),
+            tfma.MetricConfig(class_name="Recall"),
+        ])])
+
+
+def example_gen(cfg: pipeline_config.PipelineConfig, span: int | None = None):
+    """CsvExampleGen over `span-{SPAN}`: the latest span, or the one given."""
+    range_config = None
+    if span is not None:
+        range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
+            start_span_number=span, end_span_number=span))
+    return tfx.components.CsvExampleGen(
+        input_base=str(cfg.data_dir),
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
+            name="single_split", pattern=pipeline_config.INPUT_PATTERN)]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name="train", hash_buckets=cfg.train_buckets),
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=cfg.eval_buckets)])),
+        range_config=range_config)
+
+
+def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
+    code_version = pipeline_config.model_code_version()
+
+    new_span = example_gen(cfg)
+    statistics = tfx.components.StatisticsGen(examples=new_span.outputs["examples"])
+    # SchemaGen infers a schema for people to compare; the curated one rules.
+    inferred_schema = tfx.components.SchemaGen(
+        statistics=statistics.outputs["statistics"], infer_feature_shape=True)
+    curated_schema = tfx.components.ImportSchemaGen(schema_file=str(cfg.schema_file))
+    validation = tfx.components.ExampleValidator(
+        statistics=statistics.outputs["statistics"],
+        schema=curated_schema.outputs["schema"])
+    gate = ValidationGate(anomalies=validation.outputs["anomalies"])
+
+    window = canned_resolver_functions.rolling_range(
+        new_span.outputs["examples"], num_spans=cfg.training_window_spans, min_spans=1)
+    analyzer_cache = tfx.dsl.Resolver(
+        strategy_class=CacheBeforeNewestSpanStrategy,
+        examples=new_span.outputs["examples"],
+        cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
+    ).with_id("transform_cache_resolver")
+    transform = tfx.components.Transform(
+        examples=window,
+        schema=curated_schema.outputs["schema"],
+        analyzer_cache=analyzer_cache.outputs["cache"],
+        preprocessing_fn=pipeline_config.PREPROCESSING_FN,
+        custom_config={"code_version": code_version})
+    transform.add_upstream_node(gate)  # no Transform, hence no model, from bad data
+
+    trainer = tfx.components.Trainer(
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=curated_schema.outputs["schema"],
+        run_fn=pipeline_config.RUN_FN,
+        train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=cfg.eval_steps),
+        custom_config={"hyperparameters": cfg.hyperparameters,
+                       "code_version": code_version})
+
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=new_span.outputs["examples"],  # judged on the newest data
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=eval_config(cfg))
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=str(cfg.serving_model_dir))),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_config.PIPELINE_NAME,
+        pipeline_root=str(cfg.pipeline_root),
+        metadata_connection_config=tfx.orchestration.metadata
+        .sqlite_metadata_connection_config(str(cfg.metadata_path)),
+        components=[new_span, statistics, inferred_schema, curated_schema, validation,
+                    gate, analyzer_cache, transform, trainer, baseline, evaluator,
+                    pusher],
+        enable_cache=cfg.enable_cache,
+        beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS)
+
+
+def ingestion_pipeline(cfg: pipeline_config.PipelineConfig, span: int) -> tfx.dsl.Pipeline:
+    """ExampleGen alone, for one older span: fills the training window on a new
+    store. Same pipeline name and node id, so its Examples join the same channel."""
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_config.PIPELINE_NAME,
+        pipeline_root=str(cfg.pipeline_root),
+        metadata_connection_config=tfx.orchestration.metadata
+        .sqlite_metadata_connection_config(str(cfg.metadata_path)),
+        components=[example_gen(cfg, span)],
+        enable_cache=cfg.enable_cache,
+        beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS)
