@@ -243,7 +243,10 @@ class Servable:
         """Runs one signature on numpy inputs; through the batcher when batching is on."""
         arrays = self._coerce_inputs(signature, inputs)
         if self._batcher_factory is None:
-            return self.run_signature(signature_name, arrays)
+            if deadline is None:
+                return self.run_signature(signature_name, arrays)
+            return run_with_deadline(lambda: self.run_signature(signature_name, arrays),
+                                     deadline)
         with self._lock:
             batcher = self._batchers.get(signature_name)
             if batcher is None:
@@ -299,6 +302,32 @@ class Servable:
         except (TypeError, ValueError) as e:
             raise errors.invalid_argument(str(e).strip()) from None
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+
+
+_deadline_pool = None
+_deadline_pool_lock = threading.Lock()
+DEADLINE_MESSAGE = "Timed out waiting for notification"  # TF's session timeout text
+
+
+def run_with_deadline(work, deadline: float):
+    """Runs work() but gives up waiting at `deadline` (time.monotonic()), like a TF
+    session with RunOptions.timeout_in_ms; the abandoned run finishes in the background."""
+    import concurrent.futures
+    import time
+
+    global _deadline_pool
+    with _deadline_pool_lock:
+        if _deadline_pool is None:
+            _deadline_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=32, thread_name_prefix="session-run")
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise errors.deadline_exceeded(DEADLINE_MESSAGE)
+    future = _deadline_pool.submit(work)
+    try:
+        return future.result(timeout=remaining)
+    except concurrent.futures.TimeoutError:
+        raise errors.deadline_exceeded(DEADLINE_MESSAGE) from None
 
 
 def _grpc_code_for_op_error(error):

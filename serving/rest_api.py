@@ -1,0 +1,267 @@
+"""TF Serving's HTTP/REST API over the stdlib HTTP server: routes, status codes, JSON bodies.
+
+Paths are matched with TF Serving's own (case-insensitive) patterns; every failure becomes
+{"error": "..."} with the HTTP status TF Serving maps its status code to.
+"""
+import http.server
+import json
+import logging
+import re
+import time
+import urllib.parse
+
+from serving import errors, json_codec, metrics
+
+log = logging.getLogger("serving.rest")
+
+# TF Serving's kPredictionApiGegex / kModelStatusApiRegex (http_rest_api_util.cc).
+PREDICTION_PATH = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:"
+    r"(classify|regress|predict)", re.IGNORECASE)
+MODEL_STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    re.IGNORECASE)
+API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
+CORS_HEADERS = [("Access-Control-Allow-Origin", "*"),
+                ("Access-Control-Allow-Methods", "POST, GET"),
+                ("Access-Control-Allow-Headers", "Content-Type")]
+DEADLINE_MESSAGE = "Timed out waiting for notification"
+
+
+class RestApi:
+    """Turns (method, path, body) into (HTTP status, JSON text); knows nothing of sockets."""
+
+    def __init__(self, manager, timeout_in_ms: int = 30000):
+        self.manager = manager
+        self.timeout_seconds = timeout_in_ms / 1000.0 if timeout_in_ms > 0 else None
+
+    def handle(self, method: str, path: str, body: bytes):
+        started = time.monotonic()
+        model_name, api = "", None
+        try:
+            model_name, api, output = self._dispatch(method, path, body, started)
+            status_name, http_status = "OK", 200
+        except errors.ServingError as e:
+            output = json_codec.encode_error(e.message)
+            status_name, http_status = e.code_name, e.http_status
+        except Exception as e:  # a bug must not take the server down; report it as TF would
+            log.exception("Unexpected error serving %s %s", method, path)
+            output = json_codec.encode_error(f"Internal error: {type(e).__name__}: {e}")
+            status_name, http_status = "INTERNAL", 500
+        if api is not None and model_name:
+            metrics.observe_request(model_name, api, status_name, time.monotonic() - started,
+                                    entrypoint="REST")
+        return http_status, output
+
+    def _dispatch(self, method, path, body, started):
+        malformed = errors.invalid_argument(f"Malformed request: {method} {path}")
+        if method == "POST":
+            match = PREDICTION_PATH.fullmatch(path)
+            if not match:
+                raise malformed
+            name, version, label, api = match.groups()
+            name, version, label = _decode_model_info(name, version, label)
+            api = api.lower()
+            deadline = started + self.timeout_seconds if self.timeout_seconds else None
+            handler = {"predict": self._predict, "classify": self._classify,
+                       "regress": self._regress}[api]
+            return name, api, handler(name, version, label, body, deadline)
+        if method == "GET":
+            match = MODEL_STATUS_PATH.fullmatch(path)
+            if not match:
+                raise malformed
+            name, version, label, subresource = match.groups()
+            name, version, label = _decode_model_info(name, version, label)
+            if not name:
+                raise errors.invalid_argument("Missing model name in request.")
+            if subresource:
+                return name, "metadata", self._metadata(name, version, label)
+            return name, "status", self._status(name, version, label)
+        raise malformed
+
+    # --- APIs -----------------------------------------------------------------------------
+    def _predict(self, name, version, label, body, deadline):
+        doc = json_codec.parse_json(body)
+        signature_name = json_codec.signature_name_of(doc)
+        servable = self.manager.servable(name, version, label)
+        tensor_infos = servable.signature_inputs(signature_name)
+        inputs, request_format = json_codec.decode_predict_request(doc, tensor_infos)
+        outputs = servable.predict(signature_name, inputs, deadline=deadline)
+        return json_codec.encode_predict_response(outputs, request_format)
+
+    def _classify(self, name, version, label, body, deadline):
+        doc = json_codec.parse_json(body)
+        signature_name = json_codec.signature_name_of(doc)
+        examples = json_codec.decode_examples_request(doc)
+        servable = self.manager.servable(name, version, label)
+        classes, scores = servable.classify(signature_name, examples, deadline=deadline)
+        return json_codec.encode_classify_response(classes, scores)
+
+    def _regress(self, name, version, label, body, deadline):
+        doc = json_codec.parse_json(body)
+        signature_name = json_codec.signature_name_of(doc)
+        examples = json_codec.decode_examples_request(doc)
+        servable = self.manager.servable(name, version, label)
+        values = servable.regress(signature_name, examples, deadline=deadline)
+        return json_codec.encode_regress_response(values)
+
+    def _status(self, name, version, label):
+        states = self.manager.version_states(name, version, label)
+        body = {"model_version_status": [
+            {"version": str(state.version), "state": state.state,
+             "status": {"error_code": _status_code_name(state.error_code),
+                        "error_message": state.error_message}}
+            for state in states]}
+        # TF Serving prints protobuf JSON with add_whitespace: one-space indents.
+        return json.dumps(body, indent=1, ensure_ascii=False) + "\n"
+
+    def _metadata(self, name, version, label):
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        servable = self.manager.servable(name, version, label)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in servable.signature_defs().items():
+            signature_map.signature_def[key].CopyFrom(signature)
+        model_spec = {"name": servable.name, "signature_name": "",
+                      "version": str(servable.version)}
+        signature_json = json.dumps(
+            json_format.MessageToDict(signature_map, including_default_value_fields=True,
+                                      preserving_proto_field_name=True),
+            indent=1, ensure_ascii=False)
+        # Same layout as TF Serving, which glues two protobuf JSON strings together.
+        return ('{\n"model_spec":' + json.dumps(model_spec, indent=1) + ",\n"
+                '"metadata": {"signature_def": ' + signature_json + "}\n}\n")
+
+
+def _decode_model_info(name, version, label):
+    name = urllib.parse.unquote(name) if name else ""
+    label = urllib.parse.unquote(label) if label else None
+    if version is not None:
+        try:
+            version = int(version)
+            if version >= 2 ** 63:
+                raise ValueError(version)
+        except ValueError:
+            raise errors.invalid_argument(
+                f"Failed to convert version: {version} to numeric.") from None
+    return name, version, label
+
+
+def _status_code_name(code: int) -> str:
+    import grpc
+
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return status.name
+    return "UNKNOWN"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as TF Serving's evhttp server
+    server_version = "TensorFlowServing-Python"
+
+    def do_GET(self):
+        self._serve("GET")
+
+    def do_POST(self):
+        self._serve("POST")
+
+    def do_PUT(self):
+        self._serve("PUT")
+
+    def do_DELETE(self):
+        self._serve("DELETE")
+
+    def do_PATCH(self):
+        self._serve("PATCH")
+
+    def do_HEAD(self):
+        self._serve("HEAD")
+
+    def do_OPTIONS(self):
+        if self.server.enable_cors:
+            self._reply(200, b"", [("Content-Type", "application/json")] + CORS_HEADERS)
+        else:
+            self._serve("OPTIONS")
+
+    def _serve(self, method):
+        try:
+            body = self._read_body()
+        except ValueError as e:
+            self._reply(400, json_codec.encode_error(str(e)).encode(),
+                        [("Content-Type", "application/json")])
+            return
+        path = urllib.parse.urlsplit(self.path).path
+        monitoring_path = self.server.prometheus_path
+        if monitoring_path and path == monitoring_path:
+            self._reply(200, metrics.prometheus_text().encode(),
+                        [("Content-Type", "text/plain")])
+            return
+        if not API_PATH.fullmatch(path):
+            # TF Serving's HTTP server has no handler for other paths: a bare 404.
+            self._reply(404, b"", [])
+            return
+        status, output = self.server.api.handle(method, path, body)
+        headers = [("Content-Type", "application/json")]
+        if self.server.enable_cors:
+            headers += CORS_HEADERS
+        self._reply(status, output.encode("utf-8", errors="surrogateescape"), headers)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size_line = self.rfile.readline(65537)
+                try:
+                    size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                except ValueError:
+                    raise ValueError("Malformed chunked request body") from None
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        try:
+            size = int(length)
+        except ValueError:
+            raise ValueError(f"Invalid Content-Length: {length}") from None
+        if size < 0:
+            raise ValueError(f"Invalid Content-Length: {length}")
+        return self.rfile.read(size)
+
+    def _reply(self, status, payload: bytes, headers):
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def log_message(self, format, *args):  # noqa: A002  (stdlib signature)
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+class RestServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def create_http_server(host: str, port: int, manager, timeout_in_ms: int = 30000,
+                       enable_cors: bool = False, num_threads: int = 0,
+                       monitoring_config=None) -> RestServer:
+    """Binds the REST server (not yet serving: call serve_forever on a thread)."""
+    server = RestServer((host, port), _Handler)
+    server.api = RestApi(manager, timeout_in_ms)
+    server.enable_cors = enable_cors
+    server.prometheus_path = None
+    if monitoring_config is not None and monitoring_config.prometheus_config.enable:
+        server.prometheus_path = (monitoring_config.prometheus_config.path
+                                  or metrics.DEFAULT_PROMETHEUS_PATH)
+    return server
