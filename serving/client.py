@@ -81,11 +81,14 @@ def _wait(status_call, model: str, timeout: float, interval: float) -> list[dict
             if _available(statuses):
                 return statuses
             last_error = None
-        except (ServingRequestError, requests.ConnectionError, OSError) as error:
-            last_error = error
-        except Exception as error:  # grpc.RpcError while the server starts
-            if type(error).__module__.split(".")[0] != "grpc":
+        except ServingRequestError as error:
+            # NOT_FOUND: the server is up but has not seen the model yet; UNAVAILABLE
+            # or a REST connection error: it is not listening yet. Anything else is real.
+            if not (error.code in ("NOT_FOUND", "UNAVAILABLE")
+                    or error.http_status in (404, 503)):
                 raise
+            last_error = error
+        except (requests.ConnectionError, OSError) as error:
             last_error = error
         if time.monotonic() >= deadline:
             detail = f": last error {last_error}" if last_error else ""
@@ -245,7 +248,7 @@ class GrpcClient:
 
     def _call(self, method, request):
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, wait_for_ready=False)
         except self._grpc.RpcError as error:
             raise ServingRequestError(error.details(), code=error.code().name,
                                       transport="grpc") from None

@@ -1,0 +1,332 @@
+"""TF Serving's gRPC services (PredictionService, ModelService) over the ModelManager.
+
+A thin layer like model_servers/prediction_service_impl.cc: it turns protos into numpy
+and serialized examples, asks the manager for a Servable and maps ServingError to status.
+"""
+import logging
+import time
+
+import grpc
+import numpy as np
+
+import serving  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from serving import errors, metrics
+from serving.servable import DEFAULT_SIGNATURE
+
+import tensorflow as tf  # noqa: E402  (after `serving` set the Keras flavour)
+from tensorflow_serving.apis import (  # noqa: E402
+    classification_pb2, get_model_metadata_pb2, get_model_status_pb2, inference_pb2,
+    model_management_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
+    prediction_service_pb2_grpc, regression_pb2)
+from tensorflow.core.framework import types_pb2  # noqa: E402
+
+log = logging.getLogger("serving.grpc_api")
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+SIGNATURE_DEF_FIELD = "signature_def"
+
+
+def add_services(grpc_server, manager) -> None:
+    """Registers both TF Serving services on `grpc_server` (not yet started)."""
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(manager), grpc_server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), grpc_server)
+
+
+# --- request plumbing shared by both services ---------------------------------------------
+
+def _servable(manager, model_spec):
+    """The Servable a ModelSpec names, with ServerCore's checks on the spec itself."""
+    if not model_spec.name:
+        raise errors.invalid_argument("ModelSpec has no name specified.")
+    choice = model_spec.WhichOneof("version_choice")
+    if choice == "version":
+        return manager.servable(model_spec.name, version=model_spec.version.value)
+    if choice == "version_label":
+        return manager.servable(model_spec.name, label=model_spec.version_label)
+    return manager.servable(model_spec.name)
+
+
+def _set_model_spec(model_spec, name, version, signature_name=None):
+    """Response model_spec as TF Serving's MakeModelSpec fills it."""
+    model_spec.name = name
+    model_spec.version.value = version
+    if signature_name is not None:
+        model_spec.signature_name = signature_name or DEFAULT_SIGNATURE
+
+
+def _serialized_examples(input_proto) -> list:
+    """Input -> serialized tf.Examples, the tensor a classify/regress signature takes.
+
+    With a context, the context's bytes go first: parsing the concatenation merges
+    both messages, so an example's own feature wins over a context feature of the
+    same name, exactly as TF Serving does it.
+    """
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        return [e.SerializeToString() for e in input_proto.example_list.examples]
+    if kind == "example_list_with_context":
+        with_context = input_proto.example_list_with_context
+        context = with_context.context.SerializeToString()
+        return [context + e.SerializeToString() for e in with_context.examples]
+    return []
+
+
+def _inputs_as_numpy(request_inputs) -> dict:
+    arrays = {}
+    for alias, tensor_proto in request_inputs.items():
+        try:
+            arrays[alias] = tf.make_ndarray(tensor_proto)
+        except Exception:  # any malformed TensorProto: TF's FromProto just fails
+            raise errors.invalid_argument(f"tensor parsing error: {alias}") from None
+    return arrays
+
+
+# numpy kind/size -> the typed TensorProto field TF's Tensor::AsProtoField writes.
+_VALUE_FIELDS = {
+    "float32": "float_val", "float64": "double_val", "int8": "int_val", "int16": "int_val",
+    "int32": "int_val", "uint8": "int_val", "uint16": "int_val", "int64": "int64_val",
+    "uint32": "uint32_val", "uint64": "uint64_val", "bool": "bool_val",
+    "complex64": "scomplex_val", "complex128": "dcomplex_val",
+}
+
+
+def _fill_tensor_proto(tensor_proto, value) -> None:
+    """Writes an output the way TF Serving's Predict does: typed *_val fields.
+
+    Clients such as TF Serving's own examples read `outputs[...].float_val`
+    directly, which tf.make_tensor_proto's packed tensor_content would break.
+    """
+    array = np.asarray(value)
+    for size in array.shape:
+        tensor_proto.tensor_shape.dim.add().size = size
+    if array.dtype.kind in ("O", "S", "U"):
+        tensor_proto.dtype = types_pb2.DT_STRING
+        tensor_proto.string_val.extend(
+            v if isinstance(v, bytes) else str(v).encode("utf-8") for v in array.ravel())
+        return
+    tensor_proto.dtype = tf.dtypes.as_dtype(array.dtype).as_datatype_enum
+    field = _VALUE_FIELDS.get(array.dtype.name)
+    if field is None:  # float16/bfloat16 and rarer types: the packed form is still valid
+        tensor_proto.tensor_content = array.tobytes()
+        return
+    flat = array.ravel()
+    if array.dtype.kind == "c":  # complex values go in as (real, imaginary) pairs
+        flat = np.stack([flat.real, flat.imag], axis=-1).ravel()
+    getattr(tensor_proto, field).extend(flat.tolist())
+
+
+def _classification_result(result, classes, scores) -> None:
+    batch = classes.shape[0] if classes is not None else scores.shape[0]
+    num_classes = classes.shape[1] if classes is not None else scores.shape[1]
+    for row in range(batch):
+        classifications = result.classifications.add()
+        for column in range(num_classes):
+            entry = classifications.classes.add()
+            if classes is not None:
+                label = classes[row, column]
+                entry.label = label.decode("utf-8", "replace") if isinstance(
+                    label, bytes) else str(label)
+            if scores is not None:
+                entry.score = float(scores[row, column])
+
+
+def _regression_result(result, values) -> None:
+    for value in values:
+        result.regressions.add().value = float(value)
+
+
+class _Call:
+    """Times one RPC, reports it to metrics and turns ServingError into a gRPC status."""
+
+    def __init__(self, context, api: str, model_name: str):
+        self.context, self.api, self.model_name = context, api, model_name
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, exc_type, exc, _traceback):
+        if exc_type is None:
+            status = "OK"
+        elif issubclass(exc_type, errors.ServingError):
+            status = exc.code.name
+        else:
+            status = grpc.StatusCode.INTERNAL.name
+            log.exception("%s failed unexpectedly", self.api, exc_info=exc)
+        metrics.observe_request(self.model_name, self.api, status,
+                                time.monotonic() - self.started, entrypoint="GRPC")
+        if exc_type is None:
+            return False
+        if issubclass(exc_type, errors.ServingError):
+            self.context.abort(exc.code, exc.message)
+        # abort() raises, so the original exception never reaches grpc's generic handler.
+        self.context.abort(grpc.StatusCode.INTERNAL, str(exc))
+        return False
+
+
+# --- the services ---------------------------------------------------------------------------
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService, answering as tensorflow_model_server does."""
+
+    def __init__(self, manager):
+        self._manager = manager
+
+    def Predict(self, request, context):
+        with _Call(context, "predict", request.model_spec.name):
+            if not request.HasField("model_spec"):
+                raise errors.invalid_argument("Missing ModelSpec")
+            servable = _servable(self._manager, request.model_spec)
+            inputs = _inputs_as_numpy(request.inputs)
+            outputs = servable.predict(request.model_spec.signature_name, inputs,
+                                       list(request.output_filter) or None)
+            response = predict_pb2.PredictResponse()
+            _set_model_spec(response.model_spec, servable.name, servable.version,
+                            request.model_spec.signature_name)
+            for alias, value in outputs.items():
+                _fill_tensor_proto(response.outputs[alias], value)
+            return response
+
+    def Classify(self, request, context):
+        with _Call(context, "classify", request.model_spec.name):
+            if not request.HasField("model_spec"):
+                raise errors.invalid_argument("Missing ModelSpec")
+            servable = _servable(self._manager, request.model_spec)
+            classes, scores = servable.classify(request.model_spec.signature_name,
+                                                _serialized_examples(request.input))
+            response = classification_pb2.ClassificationResponse()
+            _set_model_spec(response.model_spec, servable.name, servable.version,
+                            request.model_spec.signature_name)
+            _classification_result(response.result, classes, scores)
+            return response
+
+    def Regress(self, request, context):
+        with _Call(context, "regress", request.model_spec.name):
+            if not request.HasField("model_spec"):
+                raise errors.invalid_argument("Missing ModelSpec")
+            servable = _servable(self._manager, request.model_spec)
+            values = servable.regress(request.model_spec.signature_name,
+                                      _serialized_examples(request.input))
+            response = regression_pb2.RegressionResponse()
+            _set_model_spec(response.model_spec, servable.name, servable.version,
+                            request.model_spec.signature_name)
+            _regression_result(response.result, values)
+            return response
+
+    def MultiInference(self, request, context):
+        first_spec = request.tasks[0].model_spec if request.tasks else None
+        with _Call(context, "multi_inference", first_spec.name if first_spec else ""):
+            # TF Serving resolves the servable from the first task's spec, then checks tasks.
+            servable = _servable(self._manager, first_spec or model_pb2.ModelSpec())
+            _check_tasks(request.tasks, servable.signature_defs())
+            examples = _serialized_examples(request.input)
+            response = inference_pb2.MultiInferenceResponse()
+            for task in request.tasks:
+                result = response.results.add()
+                if task.method_name == CLASSIFY_METHOD:
+                    classes, scores = servable.classify(task.model_spec.signature_name,
+                                                        examples)
+                    _classification_result(result.classification_result, classes, scores)
+                else:
+                    _regression_result(result.regression_result, servable.regress(
+                        task.model_spec.signature_name, examples))
+                _set_model_spec(result.model_spec, task.model_spec.name, servable.version,
+                                task.model_spec.signature_name)
+            return response
+
+    def GetModelMetadata(self, request, context):
+        with _Call(context, "metadata", request.model_spec.name):
+            if not request.HasField("model_spec"):
+                raise errors.invalid_argument("Missing ModelSpec")
+            if not request.metadata_field:
+                raise errors.invalid_argument(
+                    "GetModelMetadataRequest must specify at least one metadata_field")
+            for field in request.metadata_field:
+                if field != SIGNATURE_DEF_FIELD:
+                    # TF Serving's message really keeps the "%s" (StrCat, not printf).
+                    raise errors.invalid_argument(f"Metadata field %s is not supported{field}")
+            servable = _servable(self._manager, request.model_spec)
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for name, signature in servable.signature_defs().items():
+                signature_map.signature_def[name].CopyFrom(signature)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            _set_model_spec(response.model_spec, servable.name, servable.version)
+            response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+            return response
+
+
+def _check_tasks(tasks, signature_defs) -> None:
+    """MultiInference's request checks, in TF Serving's order and with its messages."""
+    model_name = ""
+    input_tensor = ""
+    seen_signatures = set()
+    for task in tasks:
+        if not task.model_spec.name:
+            raise errors.invalid_argument("Found ModelSpec with an empty model name.")
+        if model_name and task.model_spec.name != model_name:
+            raise errors.invalid_argument(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        model_name = task.model_spec.name
+        signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        if signature_name in seen_signatures:
+            raise errors.invalid_argument(f"Duplicate evaluation of signature: {signature_name}")
+        seen_signatures.add(signature_name)
+        signature = signature_defs.get(signature_name)
+        if signature is None:
+            raise errors.invalid_argument(
+                f"Requested signature not found in model graph: {signature_name}")
+        if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+            raise errors.ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                                      f"Unsupported signature method_name: {task.method_name}")
+        # The signature's method_name is not compared (TF Serving only does so under
+        # --enable_signature_method_name_check); Servable.classify/regress check its shape.
+        task_input = signature.inputs["inputs"].name if "inputs" in signature.inputs else ""
+        if input_tensor and task_input != input_tensor:
+            raise errors.invalid_argument("Input tensor must be the same for all Signatures.")
+        input_tensor = task_input
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService: version states and config reloads."""
+
+    def __init__(self, manager):
+        self._manager = manager
+
+    def GetModelStatus(self, request, context):
+        with _Call(context, "status", request.model_spec.name):
+            if not request.HasField("model_spec"):
+                raise errors.invalid_argument("Missing ModelSpec")
+            spec = request.model_spec
+            # Like TF Serving, only an explicit version narrows the answer; a label does not.
+            version = spec.version.value if spec.HasField("version") else None
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for state in self._manager.version_states(spec.name, version=version):
+                entry = response.model_version_status.add()
+                entry.version = state.version
+                entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(state.state)
+                entry.status.error_code = state.error_code
+                entry.status.error_message = state.error_message
+            return response
+
+    def HandleReloadConfigRequest(self, request, context):
+        started = time.monotonic()
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            if request.config.WhichOneof("config") != "model_config_list":
+                raise errors.invalid_argument(
+                    "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                    "Only ModelConfigList is currently supported")
+            for index, config in enumerate(request.config.model_config_list.config):
+                log.info("Reload config entry %d: name %s path %s platform %s", index,
+                         config.name, config.base_path, config.model_platform)
+            self._manager.reload_config(request.config)
+        except errors.ServingError as error:
+            log.error("ReloadConfig failed: %s", error.message)
+            context.abort(error.code, error.message)
+        except Exception as error:  # a reload must answer, whatever broke
+            log.exception("ReloadConfig failed")
+            context.abort(grpc.StatusCode.INTERNAL, str(error))
+        log.info("ReloadConfig done in %.2fs", time.monotonic() - started)
+        return response  # its status is the default StatusProto: error_code OK
