@@ -24,6 +24,10 @@ FILE_FLAGS = ("model_config_file", "batching_parameters_file", "monitoring_confi
               "platform_config_file", "ssl_config_file")
 # TF Serving's defaults: gRPC on 8500, REST off unless --rest_api_port is given.
 DEFAULT_GRPC_PORT = 8500
+# Our server's one extra flag; tensorflow_model_server would refuse it, so it is
+# taken out for the binary and turned into the publish address for Docker.
+BIND_ADDRESS_FLAG = "bind_address"
+DEFAULT_BIND_ADDRESS = "127.0.0.1"
 
 
 def default_docker_image() -> str:
@@ -70,13 +74,19 @@ def _rewrite_paths(flags: Sequence[str]) -> list[str]:
     return rewritten
 
 
+def without_bind_address(flags: Sequence[str]) -> list[str]:
+    return [f for f in flags if f.split("=", 1)[0].lstrip("-") != BIND_ADDRESS_FLAG]
+
+
 def docker_command(flags: Sequence[str], image: str) -> list[str]:
     """`docker run` with the same ports published and every local path mounted.
 
     Paths are mounted at their own absolute path so that flags and the model
-    config file stay valid inside the container unchanged.
+    config file stay valid inside the container unchanged. Ports are published
+    on --bind_address (loopback unless given), as our server would listen.
     """
-    flags = _rewrite_paths(flags)
+    address = flag_value(flags, BIND_ADDRESS_FLAG) or DEFAULT_BIND_ADDRESS
+    flags = _rewrite_paths(without_bind_address(flags))
     mounts: list[str] = []
     base_path = flag_value(flags, "model_base_path")
     if base_path and _is_local(base_path):
@@ -93,7 +103,7 @@ def docker_command(flags: Sequence[str], image: str) -> list[str]:
     rest_port = int(flag_value(flags, "rest_api_port") or 0)
     for port in (grpc_port, rest_port):
         if port:
-            command += ["-p", f"{port}:{port}"]
+            command += ["-p", f"{address}:{port}:{port}"]
     for path in dict.fromkeys(mounts):  # ordered, without repeats
         command += ["--mount", f"type=bind,source={path},target={path},readonly"]
     # Our flags replace the image's entrypoint script, which would add its own
@@ -103,7 +113,8 @@ def docker_command(flags: Sequence[str], image: str) -> list[str]:
 
 
 def binary_command(flags: Sequence[str]) -> list[str]:
-    return [shutil.which(BINARY) or BINARY, *flags]
+    # The binary always listens on all interfaces; it has no --bind_address.
+    return [shutil.which(BINARY) or BINARY, *without_bind_address(flags)]
 
 
 def python_command(flags: Sequence[str]) -> list[str]:
