@@ -1,0 +1,197 @@
+"""Small look-ups on an ML Metadata store, each returning plain records.
+
+Runs are TFX `pipeline_run` contexts; pushed versions are PushedModel
+artifacts. Everything goes through MLMD's query API, never SQL.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline.lineage import convert
+from pipeline.lineage.errors import LineageError
+from pipeline.lineage.records import ArtifactRecord, ExecutionRecord, RunRecord
+
+Store = metadata_store.MetadataStore
+_Execution = metadata_store_pb2.Execution
+
+
+def get_artifact(store: Store, artifact_id: int) -> ArtifactRecord:
+  artifacts = store.get_artifacts_by_id([artifact_id])
+  if not artifacts:
+    raise LineageError(
+        f'no artifact with id {artifact_id} in the store; '
+        '`python -m pipeline.lineage graph --format json` lists the ids')
+  record = convert.artifact_record(artifacts[0])
+  producers = producer_executions(store, [artifact_id]).get(artifact_id, [])
+  if producers:
+    record.producer_node = executions(store, producers[:1])[producers[0]].node
+  return record
+
+
+def executions(store: Store,
+               execution_ids: Iterable[int]) -> dict[int, ExecutionRecord]:
+  """Execution records with their node id and run name filled in."""
+  records = {}
+  for execution in store.get_executions_by_id(list(execution_ids)):
+    node, run = convert.node_and_run(
+        store.get_contexts_by_execution(execution.id))
+    records[execution.id] = convert.execution_record(execution, node, run)
+  return records
+
+
+def producer_executions(store: Store, artifact_ids: Iterable[int]
+                        ) -> dict[int, list[int]]:
+  """artifact id -> ids of executions that output it (cached ones included)."""
+  result: dict[int, list[int]] = {}
+  for event in store.get_events_by_artifact_ids(list(artifact_ids)):
+    if convert.is_output(event):
+      result.setdefault(event.artifact_id, []).append(event.execution_id)
+  return {k: sorted(v) for k, v in result.items()}
+
+
+def execution_inputs(store: Store, execution_id: int
+                     ) -> list[tuple[str, int]]:
+  return [(key, e.artifact_id)
+          for e in store.get_events_by_execution_ids([execution_id])
+          if convert.is_input(e) for key in convert.event_keys(e)]
+
+
+def execution_outputs(store: Store, execution_id: int
+                      ) -> list[tuple[str, int]]:
+  return [(key, e.artifact_id)
+          for e in store.get_events_by_execution_ids([execution_id])
+          if convert.is_output(e) for key in convert.event_keys(e)]
+
+
+def artifacts(store: Store, artifact_ids: Iterable[int]
+              ) -> dict[int, ArtifactRecord]:
+  return {a.id: convert.artifact_record(a)
+          for a in store.get_artifacts_by_id(list(artifact_ids))}
+
+
+def _run_status(states: list[int]) -> str:
+  if any(s == _Execution.FAILED for s in states):
+    return 'FAILED'
+  if any(s == _Execution.CANCELED for s in states):
+    return 'CANCELED'
+  if any(s in (_Execution.NEW, _Execution.RUNNING, _Execution.UNKNOWN)
+         for s in states):
+    return 'RUNNING'
+  return 'COMPLETE'
+
+
+def _pushed(artifact: ArtifactRecord) -> bool:
+  return artifact.type == 'PushedModel' and bool(
+      artifact.properties.get('pushed'))
+
+
+def _run_record(store: Store, context: metadata_store_pb2.Context) -> RunRecord:
+  run_executions = store.get_executions_by_context(context.id)
+  pipeline = ''
+  if run_executions:
+    pipeline = next((c.name for c in
+                     store.get_contexts_by_execution(run_executions[0].id)
+                     if c.type == 'pipeline'), '')
+  starts = [e.create_time_since_epoch for e in run_executions] or [
+      context.create_time_since_epoch]
+  ends = [e.last_update_time_since_epoch for e in run_executions] or starts
+  pushed = [convert.artifact_record(a)
+            for a in store.get_artifacts_by_context(context.id)
+            if a.type == 'PushedModel']
+  pushed = [a for a in pushed if _pushed(a)]
+  return RunRecord(
+      id=context.id,
+      name=context.name,
+      pipeline=pipeline,
+      started=min(starts) / 1000.0,
+      duration_s=round((max(ends) - min(starts)) / 1000.0, 3),
+      status=_run_status([e.last_known_state for e in run_executions]),
+      executions=len(run_executions),
+      cached=sum(e.last_known_state == _Execution.CACHED
+                 for e in run_executions),
+      pushed_version=(str(pushed[-1].properties.get('pushed_version'))
+                      if pushed else None),
+      pushed_model=pushed[-1].id if pushed else None,
+  )
+
+
+def list_runs(store: Store, pipeline: Optional[str] = None) -> list[RunRecord]:
+  """All pipeline runs, oldest first."""
+  runs = [_run_record(store, c) for c in store.get_contexts_by_type(
+      'pipeline_run')]
+  if pipeline:
+    runs = [r for r in runs if r.pipeline == pipeline]
+  return sorted(runs, key=lambda r: (r.started, r.id))
+
+
+def require_runs(store: Store) -> list[RunRecord]:
+  runs = list_runs(store)
+  if not runs:
+    raise LineageError('the metadata store has no pipeline runs yet: run '
+                       '`python pipeline/run_local.py` first')
+  return runs
+
+
+def resolve_run(store: Store, ref: str) -> RunRecord:
+  """A run by context id, by name, or "latest" / "previous"."""
+  runs = require_runs(store)
+  if ref in ('latest', 'previous'):
+    index = -1 if ref == 'latest' else -2
+    if len(runs) < -index:
+      raise LineageError(f'there is no {ref} run: the store has '
+                         f'{len(runs)} run(s)')
+    return runs[index]
+  for run in runs:
+    if ref == run.name or ref == str(run.id):
+      return run
+  raise LineageError(f'no pipeline run {ref!r}; known runs: ' +
+                     ', '.join(f'{r.id} ({r.name})' for r in runs[-10:]) +
+                     '  (see `python -m pipeline.lineage runs`)')
+
+
+def _version_key(artifact: ArtifactRecord):
+  version = str(artifact.properties.get('pushed_version', ''))
+  return (int(version) if version.isdigit() else -1, version, artifact.id)
+
+
+def pushed_models(store: Store) -> list[ArtifactRecord]:
+  """PushedModel artifacts that really pushed, oldest version first."""
+  records = [convert.artifact_record(a)
+             for a in store.get_artifacts_by_type('PushedModel')]
+  return sorted((a for a in records if _pushed(a)), key=_version_key)
+
+
+def find_pushed_model(store: Store,
+                      version: Optional[str] = None) -> ArtifactRecord:
+  """The PushedModel of a version, or the latest one (the one being served)."""
+  pushed = pushed_models(store)
+  if not pushed:
+    require_runs(store)
+    raise LineageError('no model has been pushed yet in this store '
+                       '(no PushedModel artifact with pushed=1)')
+  if version is None:
+    return pushed[-1]
+  for artifact in pushed:
+    if str(artifact.properties.get('pushed_version')) == str(version):
+      return artifact
+  known = ', '.join(str(a.properties.get('pushed_version'))
+                    for a in pushed[-10:])
+  raise LineageError(f'no pushed model version {version}; pushed versions: '
+                     f'{known}')
+
+
+def pushed_versions_of_model(store: Store, model_id: int) -> list[str]:
+  """Versions pushed of one Model: outputs of executions that took it as 'model'."""
+  pushers = [e.execution_id for e in store.get_events_by_artifact_ids(
+      [model_id]) if convert.is_input(e) and 'model' in convert.event_keys(e)]
+  if not pushers:
+    return []
+  outputs = [e.artifact_id for e in store.get_events_by_execution_ids(pushers)
+             if convert.is_output(e)]
+  pushed = [a for a in artifacts(store, outputs).values() if _pushed(a)]
+  return [str(a.properties.get('pushed_version'))
+          for a in sorted(pushed, key=_version_key)]

@@ -1,0 +1,179 @@
+"""Plain typed records returned by the lineage queries.
+
+They hold copies of what ML Metadata stores, already decoded (no protos), so
+every formatter can render them and `dataclasses.asdict` turns them into JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+
+@dataclasses.dataclass
+class ArtifactRecord:
+  id: int
+  type: str
+  uri: str
+  state: str
+  created: float  # seconds since the epoch
+  properties: dict[str, Any]  # properties and custom properties, decoded
+  producer_node: Optional[str] = None  # e.g. "Trainer"
+
+
+@dataclasses.dataclass
+class ExecutionRecord:
+  id: int
+  node: str  # the pipeline node id, e.g. "Trainer"
+  type: str
+  state: str  # COMPLETE, CACHED, FAILED, RUNNING, ...
+  started: float
+  duration_s: float
+  run: Optional[str]  # name of the pipeline_run context
+  properties: dict[str, Any]
+  # For a CACHED execution: the execution that really computed its outputs.
+  cache_source: Optional[int] = None
+
+  @property
+  def cached(self) -> bool:
+    return self.state == 'CACHED'
+
+
+@dataclasses.dataclass
+class Edge:
+  artifact: int
+  execution: int
+  kind: str  # "input" (artifact -> execution) or "output" (execution -> artifact)
+  key: str  # the component's input or output name, e.g. "examples"
+
+
+@dataclasses.dataclass
+class LineageGraph:
+  roots: list[str]  # node keys, "a<id>" for artifacts, "e<id>" for executions
+  artifacts: dict[int, ArtifactRecord]
+  executions: dict[int, ExecutionRecord]
+  edges: list[Edge]
+
+
+@dataclasses.dataclass
+class RunRecord:
+  id: int  # the pipeline_run context id
+  name: str
+  pipeline: str
+  started: float
+  duration_s: float
+  status: str  # COMPLETE, FAILED or RUNNING
+  executions: int
+  cached: int
+  pushed_version: Optional[str]
+  pushed_model: Optional[int]  # PushedModel artifact id
+
+
+@dataclasses.dataclass
+class DataFile:
+  path: str
+  size: int
+  mtime: int
+
+
+@dataclasses.dataclass
+class SpanRecord:
+  examples: int  # Examples artifact id
+  span: Optional[int]
+  version: Optional[int]
+  split_names: list[str]
+  input_base: Optional[str]
+  patterns: list[str]
+  fingerprint: Optional[str]  # as recorded by ExampleGen at ingestion
+  files: list[DataFile]  # the files matching the patterns today
+  fingerprint_now: Optional[str]  # recomputed the same way from those files
+  produced_by: Optional[int]  # ExampleGen execution id
+
+
+@dataclasses.dataclass
+class Threshold:
+  metric: str
+  lower: Optional[float] = None
+  upper: Optional[float] = None
+  change_direction: Optional[str] = None
+  change_absolute: Optional[float] = None
+  change_relative: Optional[float] = None
+
+
+@dataclasses.dataclass
+class EvaluationRecord:
+  execution: int
+  blessing: Optional[int]  # ModelBlessing artifact id
+  evaluation: Optional[int]  # ModelEvaluation artifact id
+  blessed: Optional[bool]
+  metrics: dict[str, float]  # overall slice, candidate model
+  baseline_metrics: dict[str, float]
+  thresholds: list[Threshold]
+  baseline_model: Optional[int]  # Model artifact id compared against
+  baseline_pushed_versions: list[str]
+
+
+@dataclasses.dataclass
+class TrainingRecord:
+  execution: int
+  model: int
+  train_steps: Optional[int]
+  eval_steps: Optional[int]
+  hyperparameters: dict[str, Any]  # custom_config plus a HyperParameters input
+  code: dict[str, str]  # module_file / module_path / run_fn, as recorded
+  code_version: Optional[str]
+
+
+@dataclasses.dataclass
+class AnomaliesRecord:
+  artifact: int
+  produced_by: Optional[int]
+  statistics: int  # the ExampleStatistics artifact that was validated
+  anomalies: dict[str, list[str]]  # split -> "feature: description"
+
+
+@dataclasses.dataclass
+class ModelTrace:
+  pushed_model: ArtifactRecord
+  version: Optional[str]
+  destination: Optional[str]
+  model: Optional[ArtifactRecord]
+  evaluation: Optional[EvaluationRecord]
+  training: Optional[TrainingRecord]
+  spans: list[SpanRecord]
+  schemas: list[ArtifactRecord]
+  statistics: list[ArtifactRecord]
+  anomalies: list[AnomaliesRecord]
+  graph: LineageGraph
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  model: int
+  trainer_execution: Optional[int]
+  run: Optional[str]
+  pushed_versions: list[str]
+
+
+@dataclasses.dataclass
+class ArtifactReport:
+  artifact: ArtifactRecord
+  upstream: LineageGraph
+  downstream: LineageGraph
+  trained_models: list[TrainedModel]  # models trained on it, with their pushes
+
+
+@dataclasses.dataclass
+class DiffRow:
+  section: str  # "status", "inputs", "parameters", "metrics", "outputs"
+  node: str
+  name: str
+  a: Any
+  b: Any
+
+
+@dataclasses.dataclass
+class RunDiff:
+  run_a: RunRecord
+  run_b: RunRecord
+  rows: list[DiffRow]

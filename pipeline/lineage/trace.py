@@ -1,0 +1,352 @@
+"""Answers built on lineage graphs: where a pushed model came from, and which
+models were trained on a piece of data.
+
+A trace reads the graph by TFX's standard artifact types (Examples, Model,
+ModelBlessing, ...) and node-independent event keys, so any TFX pipeline works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+from pipeline.lineage import artifact_files, queries, walk
+from pipeline.lineage.records import (AnomaliesRecord, ArtifactRecord,
+                                      ArtifactReport, Edge, EvaluationRecord,
+                                      LineageGraph, ModelTrace, SpanRecord,
+                                      Threshold, TrainedModel, TrainingRecord)
+
+
+def _producer(graph: LineageGraph, artifact_id: int) -> Optional[int]:
+  return next((e.execution for e in graph.edges
+               if e.kind == 'output' and e.artifact == artifact_id), None)
+
+
+def _inputs(graph: LineageGraph, execution_id: int) -> list[tuple[str, int]]:
+  return [(e.key, e.artifact) for e in graph.edges
+          if e.kind == 'input' and e.execution == execution_id]
+
+
+def _of_type(graph: LineageGraph, type_name: str) -> list[ArtifactRecord]:
+  return sorted((a for a in graph.artifacts.values() if a.type == type_name),
+                key=lambda a: a.id)
+
+
+def _ingested_examples(graph: LineageGraph) -> list[ArtifactRecord]:
+  """Examples made from files rather than from other Examples (ExampleGen's)."""
+  result = []
+  for examples in _of_type(graph, 'Examples'):
+    producer = _producer(graph, examples.id)
+    made_from_examples = producer is not None and any(
+        graph.artifacts[a].type == 'Examples' for _, a in _inputs(graph, producer))
+    if not made_from_examples:
+      result.append(examples)
+  return result
+
+
+def _resolve_pattern(pattern: str, span: Any, version: Any) -> str:
+  # A cached ExampleGen may record the pattern before {SPAN} was filled in.
+  if span is not None:
+    pattern = pattern.replace('{SPAN}', str(span))
+  if version is not None:
+    pattern = pattern.replace('{VERSION}', str(version))
+  return pattern
+
+
+def _span_record(store: queries.Store, graph: LineageGraph,
+                 examples: ArtifactRecord) -> SpanRecord:
+  producer = _producer(graph, examples.id)
+  source = graph.executions[producer].cache_source if producer else None
+  # A cached execution copies the unresolved properties of its pipeline node;
+  # the execution that really ingested the data recorded what it read.
+  original = (queries.executions(store, [source])[source] if source else
+              graph.executions.get(producer))
+  props = original.properties if original else {}
+  span = examples.properties.get('span', props.get('span'))
+  version = examples.properties.get('version', props.get('version'))
+  input_config = props.get('input_config')
+  splits = input_config.get('splits', []) if isinstance(input_config,
+                                                        dict) else []
+  input_base = props.get('input_base')
+  patterns = [_resolve_pattern(s.get('pattern', ''), span, version)
+              for s in splits]
+  files, fingerprints = [], []
+  if isinstance(input_base, str) and os.path.isdir(input_base):
+    for split, pattern in zip(splits, patterns):
+      split_files = artifact_files.data_files(input_base, pattern)
+      files.extend(split_files)
+      fingerprints.append(
+          artifact_files.fingerprint(split.get('name', ''), split_files))
+  recorded = props.get('input_fingerprint',
+                       examples.properties.get('input_fingerprint'))
+  split_names = examples.properties.get('split_names') or []
+  return SpanRecord(
+      examples=examples.id,
+      span=span,
+      version=version,
+      split_names=split_names if isinstance(split_names, list) else [],
+      input_base=input_base if isinstance(input_base, str) else None,
+      patterns=patterns,
+      fingerprint=recorded,
+      files=files,
+      fingerprint_now='\n'.join(fingerprints) if fingerprints else None,
+      produced_by=source or producer,
+  )
+
+
+def _number(value: Any) -> Optional[float]:
+  if isinstance(value, dict):
+    value = value.get('value')
+  return float(value) if isinstance(value, (int, float)) else None
+
+
+def _threshold(metric: str, spec: dict[str, Any]) -> Threshold:
+  value = spec.get('value_threshold', spec.get('valueThreshold', {}))
+  change = spec.get('change_threshold', spec.get('changeThreshold', {}))
+  return Threshold(
+      metric=metric,
+      lower=_number(value.get('lower_bound', value.get('lowerBound'))),
+      upper=_number(value.get('upper_bound', value.get('upperBound'))),
+      change_direction=change.get('direction'),
+      change_absolute=_number(change.get('absolute')),
+      change_relative=_number(change.get('relative')),
+  )
+
+
+def thresholds(eval_config: Any) -> list[Threshold]:
+  """Thresholds from the Evaluator's eval_config execution property."""
+  result = []
+  if not isinstance(eval_config, dict):
+    return result
+  for spec in eval_config.get('metrics_specs',
+                              eval_config.get('metricsSpecs', [])):
+    for metric in spec.get('metrics', []):
+      if 'threshold' in metric:
+        name = metric.get('config_name') or metric.get('class_name', '?')
+        result.append(_threshold(name, metric['threshold']))
+    for name, threshold in sorted(spec.get('thresholds', {}).items()):
+      result.append(_threshold(name, threshold))
+  return result
+
+
+def evaluation_of(store: queries.Store, graph: LineageGraph,
+                  evaluator: int) -> EvaluationRecord:
+  """Metrics, thresholds, blessing and baseline of one Evaluator execution."""
+  outputs = queries.artifacts(
+      store, [a for _, a in queries.execution_outputs(store, evaluator)])
+  blessing = next((a for a in outputs.values() if a.type == 'ModelBlessing'),
+                  None)
+  evaluation = next(
+      (a for a in outputs.values() if a.type == 'ModelEvaluation'), None)
+  if evaluation is not None and graph is not None:
+    graph.artifacts.setdefault(evaluation.id, evaluation)
+    evaluation.producer_node = graph.executions[evaluator].node
+    graph.edges.append(Edge(evaluation.id, evaluator, 'output', 'evaluation'))
+  metrics = (artifact_files.overall_metrics(evaluation.uri)
+             if evaluation and os.path.isdir(evaluation.uri) else {})
+  baseline = next((a for k, a in queries.execution_inputs(store, evaluator)
+                   if k in walk.COMPARISON_INPUTS), None)
+  blessed = None
+  if blessing is not None:
+    flag = blessing.properties.get('blessed')
+    blessed = (bool(flag) if flag is not None else
+               artifact_files.blessing_marker(blessing.uri))
+  execution = queries.executions(store, [evaluator])[evaluator]
+  return EvaluationRecord(
+      execution=evaluator,
+      blessing=blessing.id if blessing else None,
+      evaluation=evaluation.id if evaluation else None,
+      blessed=blessed,
+      metrics=metrics.get('candidate', {}),
+      baseline_metrics=metrics.get('baseline', {}),
+      thresholds=thresholds(execution.properties.get('eval_config')),
+      baseline_model=baseline,
+      baseline_pushed_versions=(queries.pushed_versions_of_model(
+          store, baseline) if baseline else []),
+  )
+
+
+def _steps(value: Any) -> Optional[int]:
+  if isinstance(value, dict) and 'num_steps' in value:
+    return int(value['num_steps'])
+  return None
+
+
+def _hyperparameters(graph: LineageGraph, trainer: int) -> dict[str, Any]:
+  params = dict(graph.executions[trainer].properties.get('custom_config') or {})
+  for _, artifact_id in _inputs(graph, trainer):
+    artifact = graph.artifacts[artifact_id]
+    if artifact.type == 'HyperParameters':
+      path = os.path.join(artifact.uri, 'best_hyperparameters.txt')
+      if os.path.isfile(path):
+        with open(path) as f:
+          tuned = json.load(f)
+        params.update(tuned.get('values', tuned))
+  return params
+
+
+_CODE_PROPERTIES = ('module_file', 'module_path', 'run_fn', 'trainer_fn')
+
+
+def training_of(graph: LineageGraph, model: ArtifactRecord,
+                trainer: int) -> TrainingRecord:
+  props = graph.executions[trainer].properties
+  code = {k: str(props[k]) for k in _CODE_PROPERTIES if props.get(k)}
+  # TFX packages a module file as a wheel whose name carries a content hash
+  # ("module@.../tfx_user_code_Trainer-0.0+<hash>-py3-none-any.whl").
+  code_version = None
+  module_path = props.get('module_path', '')
+  if isinstance(module_path, str) and '+' in module_path:
+    code_version = module_path.split('+', 1)[1].split('-', 1)[0]
+  for key, value in props.items():
+    if 'commit' in key or key.endswith('code_version'):
+      code_version = str(value)
+  return TrainingRecord(
+      execution=trainer,
+      model=model.id,
+      train_steps=_steps(props.get('train_args')),
+      eval_steps=_steps(props.get('eval_args')),
+      hyperparameters=_hyperparameters(graph, trainer),
+      code=code,
+      code_version=code_version,
+  )
+
+
+def _data_checks(store: queries.Store, graph: LineageGraph,
+                 examples: list[ArtifactRecord]):
+  """Statistics, inferred schemas and anomalies computed on the ingested data.
+
+  They sit beside the model's ancestry rather than in it (a schema check
+  gates the run, it does not feed the model), so they are found one step
+  downstream of each ingested Examples artifact.
+  """
+  statistics, schemas, anomalies = [], [], []
+  for example in examples:
+    down = walk.downstream(store, example.id, max_hops=4)
+    for stats in _of_type(down, 'ExampleStatistics'):
+      producer = _producer(down, stats.id)
+      # Transform also writes statistics, of its own outputs: not data checks.
+      if producer is None or any(
+          down.artifacts[e.artifact].type == 'Examples'
+          for e in down.edges
+          if e.execution == producer and e.kind == 'output'):
+        continue
+      statistics.append(stats)
+      _attach(graph, down, stats.id)
+      for edge in down.edges:
+        if edge.kind != 'input' or edge.artifact != stats.id:
+          continue
+        for out in down.edges:
+          if out.execution != edge.execution or out.kind != 'output':
+            continue
+          artifact = down.artifacts[out.artifact]
+          if artifact.type == 'Schema':
+            schemas.append(artifact)
+          elif artifact.type == 'ExampleAnomalies':
+            anomalies.append(AnomaliesRecord(
+                artifact=artifact.id,
+                produced_by=_original(down, out.execution),
+                statistics=stats.id,
+                anomalies=(artifact_files.anomalies_by_split(artifact.uri)
+                           if os.path.isdir(artifact.uri) else {}),
+            ))
+          else:
+            continue
+          _attach(graph, down, artifact.id, via=stats.id)
+  return (_unique(statistics), _unique(schemas),
+          list({a.artifact: a for a in anomalies}.values()))
+
+
+def _original(graph: LineageGraph, execution_id: int) -> int:
+  execution = graph.executions[execution_id]
+  return execution.cache_source or execution_id
+
+
+def _attach(graph: LineageGraph, source: LineageGraph, artifact_id: int,
+            via: Optional[int] = None):
+  """Copies an artifact, its (original) producer and its input edge."""
+  if artifact_id in graph.artifacts:
+    return
+  graph.artifacts[artifact_id] = source.artifacts[artifact_id]
+  for edge in source.edges:
+    if edge.artifact != artifact_id or edge.kind != 'output':
+      continue
+    execution = source.executions[edge.execution]
+    if execution.cached and execution.cache_source in source.executions:
+      continue  # the original execution of the same step is drawn instead
+    graph.executions.setdefault(execution.id, execution)
+    graph.edges.append(edge)
+    for input_edge in source.edges:
+      if (input_edge.execution == execution.id and input_edge.kind == 'input'
+          and input_edge.artifact in graph.artifacts):
+        graph.edges.append(input_edge)
+    break
+  del via
+
+
+def _unique(records: list[ArtifactRecord]) -> list[ArtifactRecord]:
+  return sorted({r.id: r for r in records}.values(), key=lambda r: r.id)
+
+
+def trace_pushed_model(store: queries.Store,
+                       version: Optional[str] = None) -> ModelTrace:
+  """The full story of a pushed version (default: the one being served)."""
+  pushed = queries.find_pushed_model(store, version)
+  graph = walk.upstream(store, pushed.id)
+  pushed = graph.artifacts[pushed.id]
+  pusher = _producer(graph, pushed.id)
+  pusher_inputs = dict(_inputs(graph, pusher)) if pusher else {}
+  model = graph.artifacts.get(pusher_inputs.get('model'))
+  blessing = graph.artifacts.get(pusher_inputs.get('model_blessing'))
+  evaluation = training = None
+  if blessing is not None and _producer(graph, blessing.id):
+    evaluation = evaluation_of(store, graph, _producer(graph, blessing.id))
+  if model is not None and _producer(graph, model.id):
+    training = training_of(graph, model, _producer(graph, model.id))
+  ingested = _ingested_examples(graph)
+  statistics, schemas, anomalies = _data_checks(store, graph, ingested)
+  return ModelTrace(
+      pushed_model=pushed,
+      version=str(pushed.properties.get('pushed_version')),
+      destination=pushed.properties.get('pushed_destination'),
+      model=model,
+      evaluation=evaluation,
+      training=training,
+      spans=sorted((_span_record(store, graph, e) for e in ingested),
+                   key=lambda s: (s.span if s.span is not None else -1,
+                                  s.examples)),
+      schemas=_unique(_of_type(graph, 'Schema') + schemas),
+      statistics=statistics,
+      anomalies=anomalies,
+      graph=graph,
+  )
+
+
+def trained_models(store: queries.Store,
+                   down: LineageGraph) -> list[TrainedModel]:
+  """Models in a downstream graph, with the versions pushed of each."""
+  result = []
+  for model in _of_type(down, 'Model'):
+    producers = [down.executions[e.execution] for e in down.edges
+                 if e.kind == 'output' and e.artifact == model.id]
+    trainer = next((p for p in producers if not p.cached),
+                   producers[0] if producers else None)
+    result.append(TrainedModel(
+        model=model.id,
+        trainer_execution=trainer.id if trainer else None,
+        run=trainer.run if trainer else None,
+        pushed_versions=queries.pushed_versions_of_model(store, model.id),
+    ))
+  return result
+
+
+def artifact_report(store: queries.Store, artifact_id: int,
+                    max_hops: int = walk.DEFAULT_MAX_HOPS) -> ArtifactReport:
+  """An artifact with what it came from, what used it, and models built on it."""
+  artifact = queries.get_artifact(store, artifact_id)
+  up = walk.upstream(store, artifact_id, max_hops)
+  down = walk.downstream(store, artifact_id, max_hops)
+  artifact.producer_node = up.artifacts[artifact_id].producer_node
+  return ArtifactReport(artifact=artifact, upstream=up, downstream=down,
+                        trained_models=trained_models(store, down))
