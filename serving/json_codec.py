@@ -546,6 +546,9 @@ def _write_scalar(writer, value, as_bytes: bool):
 
 def _write_tensor(writer, array, as_bytes: bool):
     """Nested arrays for every dimension of `array`; a bare value for a scalar."""
+    if not isinstance(array, np.ndarray):  # one element of an object (string) array
+        _write_scalar(writer, array, as_bytes)
+        return
     if array.ndim == 0:
         _write_scalar(writer, array[()], as_bytes)
         return

@@ -175,3 +175,29 @@ def half_plus_two_server(saved_models, module_tmp):
                           tmp_dir=module_tmp)
     yield server
     server.stop()
+
+
+def write_model_config(path, models: dict) -> str:
+    """Writes a ModelServerConfig text proto; models: {name: base_path or dict of extras}."""
+    entries = []
+    for name, spec in models.items():
+        spec = {"base_path": spec} if isinstance(spec, str) else dict(spec)
+        extra = spec.pop("extra", "")
+        entries.append(f'  config {{\n    name: "{name}"\n    base_path: "{spec["base_path"]}"\n'
+                       f'    model_platform: "tensorflow"\n{extra}  }}\n')
+    Path(path).write_text("model_config_list {\n" + "".join(entries) + "}\n")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def models_server(saved_models, tmp_path_factory):
+    """One shared server for the read-only REST tests: half_plus_two (v1) and multi_io (v1)."""
+    root = tmp_path_factory.mktemp("models_server")
+    config = write_model_config(root / "models.config", {
+        "half_plus_two": make_model_base(root / "half_plus_two",
+                                         {1: saved_models["half_plus_two"]}),
+        "multi_io": make_model_base(root / "multi_io", {1: saved_models["multi_io"]}),
+    })
+    server = start_server(f"--model_config_file={config}", tmp_dir=root)
+    yield server
+    server.stop()
