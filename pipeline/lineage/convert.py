@@ -116,3 +116,19 @@ def event_keys(event: metadata_store_pb2.Event) -> list[str]:
   baseline) as one event whose path holds both names."""
   keys = [step.key for step in event.path.steps if step.HasField('key')]
   return keys or ['']
+
+
+def artifact_label(artifact: ArtifactRecord) -> str:
+  """A short human name: type, id and the property that tells it apart."""
+  props = artifact.properties
+  parts = [f'{artifact.type} #{artifact.id}']
+  if props.get('span') is not None and artifact.type == 'Examples':
+    parts.append(f'span {props["span"]}')
+  if props.get('version') is not None and artifact.type == 'Examples':
+    parts.append(f'version {props["version"]}')
+  if artifact.type == 'ModelBlessing' and 'blessed' in props:
+    parts.append('blessed' if props['blessed'] else 'NOT blessed')
+  if artifact.type == 'PushedModel':
+    parts.append(f'version {props["pushed_version"]}' if props.get('pushed')
+                 else 'not pushed')
+  return ', '.join(parts)

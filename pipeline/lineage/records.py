@@ -87,7 +87,8 @@ class SpanRecord:
   fingerprint: Optional[str]  # as recorded by ExampleGen at ingestion
   files: list[DataFile]  # the files matching the patterns today
   fingerprint_now: Optional[str]  # recomputed the same way from those files
-  produced_by: Optional[int]  # ExampleGen execution id
+  produced_by: Optional[int]  # ExampleGen execution that read the files
+  ingestion: Optional[ExecutionRecord] = None  # that execution
 
 
 @dataclasses.dataclass

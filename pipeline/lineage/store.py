@@ -14,11 +14,13 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import config as pipeline_config
 from pipeline.lineage.errors import LineageError
 
-# TODO(lineage): import this default from pipeline/config.py once the lead's
-# config module exists, instead of repeating the path here.
-DEFAULT_METADATA_PATH = os.path.join('outputs', 'metadata.sqlite')
+
+def default_metadata_path() -> str:
+  """Where `pipeline/run_local.py` writes by default (TAXI_OUTPUT_DIR moves it)."""
+  return str(pipeline_config.PipelineConfig().metadata_path)
 
 
 def connection_config(
@@ -37,7 +39,7 @@ def connection_config(
       ) from e
   else:
     config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path or DEFAULT_METADATA_PATH
+    config.sqlite.filename_uri = metadata_path or default_metadata_path()
   if config.HasField('sqlite'):
     path = config.sqlite.filename_uri
     if not os.path.isfile(path):

@@ -92,6 +92,7 @@ def _span_record(store: queries.Store, graph: LineageGraph,
       files=files,
       fingerprint_now='\n'.join(fingerprints) if fingerprints else None,
       produced_by=source or producer,
+      ingestion=original,
   )
 
 
@@ -146,7 +147,7 @@ def evaluation_of(store: queries.Store, graph: LineageGraph,
   metrics = (artifact_files.overall_metrics(evaluation.uri)
              if evaluation and os.path.isdir(evaluation.uri) else {})
   baseline = next((a for k, a in queries.execution_inputs(store, evaluator)
-                   if k in walk.COMPARISON_INPUTS), None)
+                   if k == 'baseline_model'), None)
   blessed = None
   if blessing is not None:
     flag = blessing.properties.get('blessed')
@@ -174,7 +175,11 @@ def _steps(value: Any) -> Optional[int]:
 
 
 def _hyperparameters(graph: LineageGraph, trainer: int) -> dict[str, Any]:
-  params = dict(graph.executions[trainer].properties.get('custom_config') or {})
+  custom = graph.executions[trainer].properties.get('custom_config')
+  custom = custom if isinstance(custom, dict) else {}
+  # Our pipeline nests them under "hyperparameters"; others put them flat.
+  params = dict(custom.get('hyperparameters') or
+                {k: v for k, v in custom.items() if k != 'code_version'})
   for _, artifact_id in _inputs(graph, trainer):
     artifact = graph.artifacts[artifact_id]
     if artifact.type == 'HyperParameters':
@@ -199,9 +204,11 @@ def training_of(graph: LineageGraph, model: ArtifactRecord,
   module_path = props.get('module_path', '')
   if isinstance(module_path, str) and '+' in module_path:
     code_version = module_path.split('+', 1)[1].split('-', 1)[0]
-  for key, value in props.items():
-    if 'commit' in key or key.endswith('code_version'):
-      code_version = str(value)
+  custom = props.get('custom_config')
+  for source in (props, custom if isinstance(custom, dict) else {}):
+    for key, value in source.items():
+      if 'commit' in key or key.endswith('code_version'):
+        code_version = str(value)
   return TrainingRecord(
       execution=trainer,
       model=model.id,

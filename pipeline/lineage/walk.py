@@ -15,8 +15,11 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline.lineage import convert, queries
 from pipeline.lineage.records import Edge, LineageGraph, RunRecord
 
-# The Evaluator compares against the baseline; the model is not built from it.
-COMPARISON_INPUTS = frozenset({'baseline_model'})
+# Inputs that feed an execution without being what its outputs are made from:
+# the Evaluator compares against a baseline model, and Transform's analyzer
+# cache only saves re-analysing spans it also reads as 'examples'. Following
+# them would credit a model with older runs' data.
+NOT_MADE_FROM = frozenset({'baseline_model', 'analyzer_cache'})
 # Enough for ExampleGen -> ... -> Pusher with room for side branches.
 DEFAULT_MAX_HOPS = 40
 
@@ -121,7 +124,7 @@ def _set_producer_nodes(graph: LineageGraph):
 
 def upstream(store: queries.Store, artifact_id: int,
              max_hops: int = DEFAULT_MAX_HOPS,
-             skip_inputs: frozenset[str] = COMPARISON_INPUTS) -> LineageGraph:
+             skip_inputs: frozenset[str] = NOT_MADE_FROM) -> LineageGraph:
   """Everything an artifact was made from, one producing execution per artifact."""
   index = _subgraph(store, [artifact_id], _Options.UPSTREAM, max_hops)
   builder = _Builder(index, [f'a{artifact_id}'])
@@ -151,7 +154,7 @@ def upstream(store: queries.Store, artifact_id: int,
 
 def downstream(store: queries.Store, artifact_id: int,
                max_hops: int = DEFAULT_MAX_HOPS,
-               skip_inputs: frozenset[str] = COMPARISON_INPUTS) -> LineageGraph:
+               skip_inputs: frozenset[str] = NOT_MADE_FROM) -> LineageGraph:
   """Everything made from an artifact, in every run that used it."""
   index = _subgraph(store, [artifact_id], _Options.DOWNSTREAM, max_hops)
   builder = _Builder(index, [f'a{artifact_id}'])

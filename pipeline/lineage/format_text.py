@@ -1,0 +1,286 @@
+"""Renders lineage records as readable text for a terminal: tables and trees.
+
+Trees follow the data: upstream trees list each artifact under the execution
+that consumed it, downstream trees the other way round. A node reached twice
+is printed once and referred to afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any, Optional
+
+from pipeline.lineage.convert import artifact_label
+from pipeline.lineage.records import (ArtifactRecord, ArtifactReport,
+                                      ExecutionRecord, LineageGraph,
+                                      ModelTrace, RunDiff, RunRecord)
+
+
+def when(seconds: float) -> str:
+  return datetime.datetime.fromtimestamp(seconds).strftime('%Y-%m-%d %H:%M:%S')
+
+
+def duration(seconds: float) -> str:
+  if seconds < 60:
+    return f'{seconds:.1f}s'
+  minutes, secs = divmod(int(round(seconds)), 60)
+  return f'{minutes}m{secs:02d}s'
+
+
+def execution_label(execution: ExecutionRecord) -> str:
+  text = (f'{execution.node} #{execution.id} {execution.state.lower()}, '
+          f'{when(execution.started)}, {duration(execution.duration_s)}')
+  if execution.cached:
+    source = (f' (reused execution #{execution.cache_source})'
+              if execution.cache_source else '')
+    text = (f'{execution.node} #{execution.id} from cache{source}, '
+            f'{when(execution.started)}')
+  return text
+
+
+def _short(value: Any, limit: int = 70) -> str:
+  text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+  text = ' '.join(text.split())
+  return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+# --- runs -------------------------------------------------------------------
+
+
+def runs(records: list[RunRecord]) -> str:
+  header = ('ID', 'STARTED', 'DURATION', 'STATUS', 'STEPS', 'CACHED', 'PUSHED',
+            'RUN NAME')
+  rows = [header] + [(
+      str(r.id), when(r.started), duration(r.duration_s), r.status,
+      str(r.executions), str(r.cached), r.pushed_version or '-', r.name)
+                     for r in records]
+  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+  return '\n'.join('  '.join(cell.ljust(w) for cell, w in zip(row, widths)
+                             ).rstrip() for row in rows)
+
+
+# --- trees ------------------------------------------------------------------
+
+
+def _index(graph: LineageGraph):
+  producer, inputs, consumers, outputs = {}, {}, {}, {}
+  for edge in graph.edges:
+    if edge.kind == 'output':
+      producer.setdefault(edge.artifact, edge.execution)
+      outputs.setdefault(edge.execution, []).append((edge.key, edge.artifact))
+    else:
+      inputs.setdefault(edge.execution, []).append((edge.key, edge.artifact))
+      consumers.setdefault(edge.artifact, []).append((edge.key, edge.execution))
+  return producer, inputs, consumers, outputs
+
+
+def upstream_tree(graph: LineageGraph, root: int) -> str:
+  """The root artifact, then what each producing execution consumed."""
+  producer, inputs, _, _ = _index(graph)
+  lines, seen = [], set()
+
+  def visit(artifact_id: int, key: Optional[str], prefix: str, last: bool,
+            top: bool):
+    artifact = graph.artifacts[artifact_id]
+    branch = '' if top else ('└─ ' if last else '├─ ')
+    label = (f'{key}: ' if key else '') + artifact_label(artifact)
+    execution_id = producer.get(artifact_id)
+    if artifact_id in seen:
+      lines.append(f'{prefix}{branch}{label}  (see above)')
+      return
+    seen.add(artifact_id)
+    if execution_id is None:
+      lines.append(f'{prefix}{branch}{label}')
+      return
+    lines.append(f'{prefix}{branch}{label}  <- '
+                 f'{execution_label(graph.executions[execution_id])}')
+    children = sorted(inputs.get(execution_id, []))
+    child_prefix = prefix + ('' if top else ('   ' if last else '│  '))
+    for i, (child_key, child) in enumerate(children):
+      visit(child, child_key, child_prefix, i == len(children) - 1, False)
+
+  visit(root, None, '', True, True)
+  return '\n'.join(lines)
+
+
+def downstream_tree(graph: LineageGraph, root: int) -> str:
+  """The root artifact, the executions that read it, what they wrote, ..."""
+  _, _, consumers, outputs = _index(graph)
+  lines, seen = [artifact_label(graph.artifacts[root])], {root}
+
+  def visit_artifact(artifact_id: int, prefix: str):
+    children = sorted(consumers.get(artifact_id, []), key=lambda c: c[1])
+    for i, (key, execution_id) in enumerate(children):
+      last = i == len(children) - 1
+      lines.append(f'{prefix}{"└─ " if last else "├─ "}as {key} by '
+                   f'{execution_label(graph.executions[execution_id])}')
+      execution_prefix = prefix + ('   ' if last else '│  ')
+      produced = sorted(outputs.get(execution_id, []))
+      for j, (out_key, out_id) in enumerate(produced):
+        out_last = j == len(produced) - 1
+        label = f'{out_key}: {artifact_label(graph.artifacts[out_id])}'
+        if out_id in seen:
+          lines.append(f'{execution_prefix}{"└─ " if out_last else "├─ "}'
+                       f'{label}  (see above)')
+          continue
+        seen.add(out_id)
+        lines.append(f'{execution_prefix}{"└─ " if out_last else "├─ "}{label}')
+        visit_artifact(out_id, execution_prefix + ('   ' if out_last else '│  '))
+
+  visit_artifact(root, '')
+  return '\n'.join(lines)
+
+
+# --- model trace --------------------------------------------------------------
+
+
+def _execution_line(graph: LineageGraph, execution_id: Optional[int]) -> str:
+  if execution_id is None or execution_id not in graph.executions:
+    return f'execution #{execution_id}' if execution_id else '-'
+  return execution_label(graph.executions[execution_id])
+
+
+def _threshold_text(threshold) -> str:
+  parts = []
+  if threshold.lower is not None:
+    parts.append(f'>= {threshold.lower:g}')
+  if threshold.upper is not None:
+    parts.append(f'<= {threshold.upper:g}')
+  if threshold.change_direction:
+    change = (threshold.change_absolute if threshold.change_absolute is not None
+              else threshold.change_relative)
+    kind = 'absolute' if threshold.change_absolute is not None else 'relative'
+    parts.append(f'change vs baseline {change:+g} ({kind}, '
+                 f'{threshold.change_direction.lower().replace("_", " ")})')
+  return f'{threshold.metric}: ' + ', '.join(parts)
+
+
+def model_trace(trace: ModelTrace) -> str:
+  graph = trace.graph
+  out = [f'Pushed model version {trace.version}  (PushedModel #'
+         f'{trace.pushed_model.id})']
+  if trace.destination:
+    out.append(f'  served from  {trace.destination}')
+  if trace.model:
+    out.append(f'  model        Model #{trace.model.id}  {trace.model.uri}')
+
+  evaluation = trace.evaluation
+  if evaluation:
+    out += ['', 'Evaluation', f'  step        {_execution_line(graph, evaluation.execution)}']
+    verdict = {True: 'BLESSED', False: 'NOT blessed', None: 'unknown'}
+    out.append(f'  blessing    {verdict[evaluation.blessed]}'
+               f'  (ModelBlessing #{evaluation.blessing})')
+    for name, value in sorted(evaluation.metrics.items()):
+      base = evaluation.baseline_metrics.get(name)
+      base_text = f'   baseline {base:.4f}' if base is not None else ''
+      out.append(f'  metric      {name} = {value:.4f}{base_text}')
+    for threshold in evaluation.thresholds:
+      out.append(f'  threshold   {_threshold_text(threshold)}')
+    if evaluation.baseline_model:
+      pushed = ', '.join(evaluation.baseline_pushed_versions) or 'never pushed'
+      out.append(f'  baseline    Model #{evaluation.baseline_model} '
+                 f'(pushed as {pushed})')
+    else:
+      out.append('  baseline    none (first blessed model)')
+
+  training = trace.training
+  if training:
+    out += ['', 'Training', f'  step        {_execution_line(graph, training.execution)}']
+    out.append(f'  steps       train {training.train_steps}, '
+               f'eval {training.eval_steps}')
+    for key, value in sorted(training.hyperparameters.items()):
+      out.append(f'  hyperparam  {key} = {_short(value)}')
+    for key, value in sorted(training.code.items()):
+      out.append(f'  code        {key} = {value}')
+    if training.code_version:
+      out.append(f'  code ver.   {training.code_version}')
+
+  out += ['', f'Data ({len(trace.spans)} span(s))']
+  for span in trace.spans:
+    out.append(f'  span {span.span}'
+               + (f' version {span.version}' if span.version is not None else '')
+               + f'  Examples #{span.examples}  splits '
+               f'{",".join(span.split_names)}  <- '
+               + (execution_label(span.ingestion) if span.ingestion else
+                  _execution_line(graph, span.produced_by)))
+    for pattern in span.patterns:
+      out.append(f'    pattern      {span.input_base}/{pattern}')
+    for data_file in span.files:
+      out.append(f'    file         {data_file.path}  ({data_file.size} bytes)')
+    out.append(f'    fingerprint  {span.fingerprint}')
+    if span.fingerprint_now is not None:
+      same = span.fingerprint_now == span.fingerprint
+      out.append('    on disk now  ' + ('unchanged' if same else
+                                         f'CHANGED: {span.fingerprint_now}'))
+
+  out += ['', 'Schema and data checks']
+  for schema in trace.schemas:
+    out.append(f'  schema       Schema #{schema.id} by {schema.producer_node}  '
+               f'{schema.uri}')
+  for stats in trace.statistics:
+    out.append(f'  statistics   ExampleStatistics #{stats.id} by '
+               f'{stats.producer_node}')
+  for anomalies in trace.anomalies:
+    found = sum(len(v) for v in anomalies.anomalies.values())
+    out.append(f'  anomalies    ExampleAnomalies #{anomalies.artifact} '
+               f'(of statistics #{anomalies.statistics}): '
+               + ('none' if not found else f'{found} found'))
+    for split, lines in sorted(anomalies.anomalies.items()):
+      for line in lines:
+        out.append(f'                 [{split}] {line}')
+
+  out += ['', 'Lineage (each artifact <- the step that made it)',
+          upstream_tree(graph, trace.pushed_model.id)]
+  return '\n'.join(out)
+
+
+# --- artifact report ----------------------------------------------------------
+
+
+def _properties(artifact: ArtifactRecord) -> list[str]:
+  return [f'  {key:<18} {_short(value)}'
+          for key, value in artifact.properties.items()
+          if key not in ('tfx_version', 'is_external')]
+
+
+def artifact_report(report: ArtifactReport) -> str:
+  artifact = report.artifact
+  out = [f'{artifact_label(artifact)}  ({artifact.state.lower()}, created '
+         f'{when(artifact.created)} by {artifact.producer_node or "-"})',
+         f'  uri                {artifact.uri}']
+  out += _properties(artifact)
+  out += ['', 'Upstream (made from)', upstream_tree(report.upstream, artifact.id)]
+  out += ['', 'Downstream (used by)',
+          downstream_tree(report.downstream, artifact.id)]
+  out += ['', 'Models trained on it']
+  if not report.trained_models:
+    out.append('  none')
+  for model in report.trained_models:
+    pushed = (', '.join(model.pushed_versions) if model.pushed_versions
+              else 'not pushed')
+    out.append(f'  Model #{model.model}  trainer #{model.trainer_execution}  '
+               f'run {model.run}  pushed: {pushed}')
+  return '\n'.join(out)
+
+
+# --- run diff -------------------------------------------------------------------
+
+
+def run_diff(result: RunDiff) -> str:
+  a, b = result.run_a, result.run_b
+  out = [f'A: run {a.id} {a.name}  {a.status}  pushed {a.pushed_version or "-"}',
+         f'B: run {b.id} {b.name}  {b.status}  pushed {b.pushed_version or "-"}']
+  if not result.rows:
+    return '\n'.join(out + ['', 'No differences in inputs, parameters, '
+                            'metrics or outputs.'])
+  for section in ('status', 'inputs', 'parameters', 'metrics', 'outputs'):
+    rows = [r for r in result.rows if r.section == section]
+    if not rows:
+      continue
+    out += ['', section.capitalize()]
+    for row in rows:
+      out.append(f'  {row.node} {row.name}')
+      out.append(f'    A: {_short(row.a if row.a not in (None, "") else "-", 100)}')
+      out.append(f'    B: {_short(row.b if row.b not in (None, "") else "-", 100)}')
+  return '\n'.join(out)
