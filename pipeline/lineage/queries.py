@@ -195,3 +195,17 @@ def pushed_versions_of_model(store: Store, model_id: int) -> list[str]:
   pushed = [a for a in artifacts(store, outputs).values() if _pushed(a)]
   return [str(a.properties.get('pushed_version'))
           for a in sorted(pushed, key=_version_key)]
+
+
+def examples_of_span(store: Store, span: int) -> list[ArtifactRecord]:
+  """Examples artifacts ingested for one span (one per version or re-run)."""
+  # TFX keeps span as a type property on some stores and a custom one on
+  # others; a filter over both joins both tables, so ask twice.
+  found = {}
+  for where in ('properties', 'custom_properties'):
+    for artifact in store.get_artifacts(list_options=metadata_store.ListOptions(
+        filter_query=f"type = 'Examples' AND {where}.span.int_value = {span}")):
+      found[artifact.id] = artifact
+  if not found:
+    raise LineageError(f'no Examples artifact for span {span} in the store')
+  return [convert.artifact_record(found[i]) for i in sorted(found)]

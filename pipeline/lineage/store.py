@@ -66,8 +66,13 @@ def open_store(
   try:
     store = metadata_store.MetadataStore(config)
     store.get_context_types()  # fails fast on a file that is not an MLMD store
-  except mlmd_errors.MetadataStoreError as e:
+  # MLMD raises RuntimeError from its C++ layer when a read-only SQLite file
+  # has no tables yet (it tries to create them), StatusError for the rest.
+  except (mlmd_errors.StatusError, RuntimeError) as e:
     where = (config.sqlite.filename_uri if config.HasField('sqlite')
              else connection_config_path)
-    raise LineageError(f'cannot read ML Metadata store {where}: {e}') from e
+    reason = str(e).splitlines()[0][:200]
+    raise LineageError(
+        f'{where} is not a readable ML Metadata store (empty, or not written '
+        f'by a pipeline yet?): {reason}') from e
   return store
