@@ -60,6 +60,8 @@ def _json_feature_value(value: Any) -> Any:
         return {"b64": base64.b64encode(value).decode("ascii")}
     if isinstance(value, (list, tuple)):
         return [_json_feature_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _json_feature_value(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         return _json_feature_value(value.tolist())
     if isinstance(value, np.generic):
@@ -155,19 +157,16 @@ class RestClient:
         if instances is not None:
             body["instances"] = _json_feature_value(list(instances))
         else:
-            body["inputs"] = _json_feature_value(inputs) if not isinstance(
-                inputs, dict) else {k: _json_feature_value(v) for k, v in inputs.items()}
+            body["inputs"] = _json_feature_value(inputs)
         reply = self.request("POST", _model_path(model, version, label) + ":predict", body)
         return reply["predictions"] if instances is not None else reply["outputs"]
 
     def _infer(self, verb: str, model: str, examples: Iterable[Mapping],
                context: Mapping | None, signature_name: str | None,
                version: int | None, label: str | None) -> list:
-        body: dict[str, Any] = {
-            "examples": [{k: _json_feature_value(v) for k, v in e.items()}
-                         for e in examples]}
+        body: dict[str, Any] = {"examples": [_json_feature_value(e) for e in examples]}
         if context:
-            body["context"] = {k: _json_feature_value(v) for k, v in context.items()}
+            body["context"] = _json_feature_value(context)
         if signature_name is not None:
             body["signature_name"] = signature_name
         reply = self.request("POST", _model_path(model, version, label) + ":" + verb, body)
@@ -294,15 +293,15 @@ class GrpcClient:
 
     def classify(self, model: str, examples: Iterable, context: Mapping | None = None,
                  signature_name: str | None = None, version: int | None = None,
-                 label: str | None = None) -> list[list[tuple[str, float]]]:
-        """One list of (class label, score) per example, like REST's `results`."""
+                 label: str | None = None) -> list[list[list]]:
+        """One list of [class label, score] pairs per example, as RestClient.classify."""
         from tensorflow_serving.apis import classification_pb2  # pylint: disable=import-outside-toplevel
 
         request = classification_pb2.ClassificationRequest()
         self._spec(request.model_spec, model, version, label, signature_name)
         self._input(request, examples, context)
         response = self._call(self.prediction.Classify, request)
-        return [[(c.label, c.score) for c in classifications.classes]
+        return [[[c.label, c.score] for c in classifications.classes]
                 for classifications in response.result.classifications]
 
     def regress(self, model: str, examples: Iterable, context: Mapping | None = None,

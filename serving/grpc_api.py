@@ -56,6 +56,13 @@ def _set_model_spec(model_spec, name, version, signature_name=None):
         model_spec.signature_name = signature_name or DEFAULT_SIGNATURE
 
 
+def _deadline(context):
+    """The client's gRPC deadline as a time.monotonic() value (None: no deadline),
+    the form Servable takes; TF Serving likewise turns it into the session's timeout."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
 def _serialized_examples(input_proto) -> list:
     """Input -> serialized tf.Examples, the tensor a classify/regress signature takes.
 
@@ -181,7 +188,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             servable = _servable(self._manager, request.model_spec)
             inputs = _inputs_as_numpy(request.inputs)
             outputs = servable.predict(request.model_spec.signature_name, inputs,
-                                       list(request.output_filter) or None)
+                                       list(request.output_filter) or None,
+                                       deadline=_deadline(context))
             response = predict_pb2.PredictResponse()
             _set_model_spec(response.model_spec, servable.name, servable.version,
                             request.model_spec.signature_name)
@@ -195,7 +203,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise errors.invalid_argument("Missing ModelSpec")
             servable = _servable(self._manager, request.model_spec)
             classes, scores = servable.classify(request.model_spec.signature_name,
-                                                _serialized_examples(request.input))
+                                                _serialized_examples(request.input),
+                                                deadline=_deadline(context))
             response = classification_pb2.ClassificationResponse()
             _set_model_spec(response.model_spec, servable.name, servable.version,
                             request.model_spec.signature_name)
@@ -208,7 +217,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise errors.invalid_argument("Missing ModelSpec")
             servable = _servable(self._manager, request.model_spec)
             values = servable.regress(request.model_spec.signature_name,
-                                      _serialized_examples(request.input))
+                                      _serialized_examples(request.input),
+                                      deadline=_deadline(context))
             response = regression_pb2.RegressionResponse()
             _set_model_spec(response.model_spec, servable.name, servable.version,
                             request.model_spec.signature_name)
@@ -227,11 +237,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 result = response.results.add()
                 if task.method_name == CLASSIFY_METHOD:
                     classes, scores = servable.classify(task.model_spec.signature_name,
-                                                        examples)
+                                                        examples, deadline=_deadline(context))
                     _classification_result(result.classification_result, classes, scores)
                 else:
                     _regression_result(result.regression_result, servable.regress(
-                        task.model_spec.signature_name, examples))
+                        task.model_spec.signature_name, examples, deadline=_deadline(context)))
                 _set_model_spec(result.model_spec, task.model_spec.name, servable.version,
                                 task.model_spec.signature_name)
             return response
