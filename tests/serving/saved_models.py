@@ -92,12 +92,22 @@ class MultiIO(tf.Module):
         return {"count": tf.fill(tf.shape(n), total)}
 
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="tokens")])
+    def batch_info(self, tokens):
+        # Reports the batch the graph actually ran on, so tests can see server batching.
+        shape = tf.shape(tokens)
+        return {"batch_size": tf.fill(shape[:1], shape[0]),
+                "width": tf.fill(shape[:1], shape[1]),
+                "total": tf.reduce_sum(tokens, axis=1)}
+
+
 def build_multi_io(export_dir: str) -> str:
     module = MultiIO()
     signatures = {
         "serving_default": module.predict,
         "matrix": module.matrix,
         "slow": module.slow,
+        "batch_info": module.batch_info,
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
     return export_dir

@@ -1,0 +1,87 @@
+"""--enable_batching: concurrent requests run as one padded batch, per the parameters file.
+
+The multi_io model's batch_info signature reports the batch size the graph ran on.
+"""
+import concurrent.futures
+import time
+
+import pytest
+
+from tests.serving.conftest import make_model_base, start_server, write_model_config
+
+BATCH_INFO = "/v1/models/multi_io:predict"
+PARAMETERS = """
+max_batch_size { value: 8 }
+batch_timeout_micros { value: 400000 }
+max_enqueued_batches { value: 4 }
+num_batch_threads { value: 1 }
+allowed_batch_sizes: 2
+allowed_batch_sizes: 4
+allowed_batch_sizes: 8
+pad_variable_length_inputs: true
+"""
+
+
+@pytest.fixture(scope="module")
+def batching_server(saved_models, module_tmp):
+    config = write_model_config(module_tmp / "models.config", {
+        "half_plus_two": make_model_base(module_tmp / "half_plus_two",
+                                         {1: saved_models["half_plus_two"]}),
+        "multi_io": make_model_base(module_tmp / "multi_io", {1: saved_models["multi_io"]}),
+    })
+    parameters = module_tmp / "batching.config"
+    parameters.write_text(PARAMETERS)
+    server = start_server(f"--model_config_file={config}", "--enable_batching",
+                          f"--batching_parameters_file={parameters}", tmp_dir=module_tmp)
+    yield server
+    server.stop()
+
+
+def batch_info(server, rows):
+    status, body, _, _ = server.post(BATCH_INFO, {"signature_name": "batch_info",
+                                                  "inputs": {"tokens": rows}})
+    assert status == 200, body
+    return body["outputs"]
+
+
+def test_single_request_is_padded_to_an_allowed_size(batching_server):
+    assert batch_info(batching_server, [[1.0, 2.0]]) == {
+        "batch_size": [2], "width": [2], "total": [3.0]}
+    assert batch_info(batching_server, [[1.0], [2.0], [3.0]]) == {
+        "batch_size": [4, 4, 4], "width": [1, 1, 1], "total": [1.0, 2.0, 3.0]}
+
+
+def test_oversized_request_is_rejected(batching_server):
+    status, body, _, _ = batching_server.post(BATCH_INFO, {
+        "signature_name": "batch_info", "inputs": {"tokens": [[1.0]] * 9}})
+    assert (status, body) == (400, {
+        "error": "Task size 9 is larger than maximum input batch size 8"})
+
+
+def test_concurrent_requests_share_a_batch_and_get_their_own_rows(batching_server):
+    requests = [[[float(i)]] for i in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
+        results = list(pool.map(lambda rows: batch_info(batching_server, rows), requests))
+    assert [r["total"] for r in results] == [[0.0], [1.0], [2.0], [3.0]]
+    # All four arrive within the 400 ms batch timeout: one run of 4 rows.
+    assert max(r["batch_size"][0] for r in results) == 4
+
+
+def test_variable_length_inputs_are_padded(batching_server):
+    requests = [[[1.0, 1.0]], [[2.0, 2.0, 2.0]]]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda rows: batch_info(batching_server, rows), requests))
+    assert [r["width"] for r in results] == [[3], [3]]
+    # Padding repeats the tensor's first element, as TF Serving does.
+    assert [r["total"] for r in results] == [[3.0], [6.0]]
+
+
+def test_ordinary_predict_classify_regress_work_with_batching(batching_server):
+    started = time.monotonic()
+    status, body, _, _ = batching_server.post("/v1/models/half_plus_two:predict",
+                                              {"instances": [1.0, 2.0, 3.0]})
+    assert (status, body) == (200, {"predictions": [2.5, 3.0, 3.5]})
+    status, body, _, _ = batching_server.post("/v1/models/half_plus_two:regress", {
+        "signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]})
+    assert (status, body) == (200, {"results": [3.0]})
+    assert time.monotonic() - started < 5
