@@ -39,7 +39,8 @@ class RestApi:
         started = time.monotonic()
         model_name, api = "", None
         try:
-            model_name, api, output = self._dispatch(method, path, body, started)
+            model_name, api, call = self._route(method, path, body, started)
+            output = call()
             status_name, http_status = "OK", 200
         except errors.ServingError as e:
             output = json_codec.encode_error(e.message)
@@ -53,7 +54,8 @@ class RestApi:
                                     entrypoint="REST")
         return http_status, output
 
-    def _dispatch(self, method, path, body, started):
+    def _route(self, method, path, body, started):
+        """-> (model name, api, call producing the JSON text); raises for bad paths."""
         malformed = errors.invalid_argument(f"Malformed request: {method} {path}")
         if method == "POST":
             match = PREDICTION_PATH.fullmatch(path)
@@ -65,7 +67,7 @@ class RestApi:
             deadline = started + self.timeout_seconds if self.timeout_seconds else None
             handler = {"predict": self._predict, "classify": self._classify,
                        "regress": self._regress}[api]
-            return name, api, handler(name, version, label, body, deadline)
+            return name, api, lambda: handler(name, version, label, body, deadline)
         if method == "GET":
             match = MODEL_STATUS_PATH.fullmatch(path)
             if not match:
@@ -75,8 +77,8 @@ class RestApi:
             if not name:
                 raise errors.invalid_argument("Missing model name in request.")
             if subresource:
-                return name, "metadata", self._metadata(name, version, label)
-            return name, "status", self._status(name, version, label)
+                return name, "metadata", lambda: self._metadata(name, version, label)
+            return name, "status", lambda: self._status(name, version, label)
         raise malformed
 
     # --- APIs -----------------------------------------------------------------------------
