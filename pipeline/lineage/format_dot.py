@@ -55,7 +55,8 @@ def _describe(graph: LineageGraph, key: str) -> tuple[str, str, str, str, bool]:
     artifact = graph.artifacts[int(key[1:])]
     label = artifact_label(artifact)
     title, _, rest = label.partition(', ')
-    return (title, rest or artifact.uri.rsplit('/', 2)[-2],
+    return (title, rest or (f'by {artifact.producer_node}'
+                            if artifact.producer_node else artifact.state.lower()),
             _ARTIFACT_COLOURS.get(artifact.type, '#f3f4f6'), '#6b7280', False)
   execution = graph.executions[int(key[1:])]
   subtitle = execution.state.lower()

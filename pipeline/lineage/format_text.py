@@ -53,7 +53,8 @@ def runs(records: list[RunRecord]) -> str:
             'RUN NAME')
   rows = [header] + [(
       str(r.id), when(r.started), duration(r.duration_s), r.status,
-      str(r.executions), str(r.cached), r.pushed_version or '-', r.name)
+      str(r.executions) + (f' ({r.nodes[0]})' if len(r.nodes) == 1 else ''),
+      str(r.cached), r.pushed_version or '-', r.name)
                      for r in records]
   widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
   return '\n'.join('  '.join(cell.ljust(w) for cell, w in zip(row, widths)
@@ -153,7 +154,7 @@ def _threshold_text(threshold) -> str:
     kind = 'absolute' if threshold.change_absolute is not None else 'relative'
     parts.append(f'change vs baseline {change:+g} ({kind}, '
                  f'{threshold.change_direction.lower().replace("_", " ")})')
-  return f'{threshold.metric}: ' + ', '.join(parts)
+  return f'{threshold.metric} ({threshold.slices}): ' + ', '.join(parts)
 
 
 def model_trace(trace: ModelTrace) -> str:

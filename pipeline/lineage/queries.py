@@ -113,6 +113,9 @@ def _run_record(store: Store, context: metadata_store_pb2.Context) -> RunRecord:
       executions=len(run_executions),
       cached=sum(e.last_known_state == _Execution.CACHED
                  for e in run_executions),
+      nodes=[r.node for r in sorted(
+          executions(store, [e.id for e in run_executions]).values(),
+          key=lambda r: (r.started, r.id))],
       pushed_version=(str(pushed[-1].properties.get('pushed_version'))
                       if pushed else None),
       pushed_model=pushed[-1].id if pushed else None,

@@ -65,6 +65,7 @@ class RunRecord:
   status: str  # COMPLETE, FAILED or RUNNING
   executions: int
   cached: int
+  nodes: list[str]  # node ids that ran (or came from cache) in the run
   pushed_version: Optional[str]
   pushed_model: Optional[int]  # PushedModel artifact id
 
@@ -99,6 +100,7 @@ class Threshold:
   change_direction: Optional[str] = None
   change_absolute: Optional[float] = None
   change_relative: Optional[float] = None
+  slices: str = 'all slices'  # which slices it applies to
 
 
 @dataclasses.dataclass

@@ -102,7 +102,16 @@ def _number(value: Any) -> Optional[float]:
   return float(value) if isinstance(value, (int, float)) else None
 
 
-def _threshold(metric: str, spec: dict[str, Any]) -> Threshold:
+def _slices_text(slicing_specs: list[dict[str, Any]]) -> str:
+  names = []
+  for spec in slicing_specs:
+    keys = spec.get('feature_keys', []) + sorted(spec.get('feature_values', {}))
+    names.append(', '.join(keys) if keys else 'overall')
+  return '; '.join(names) or 'overall'
+
+
+def _threshold(metric: str, spec: dict[str, Any],
+               slices: str = 'all slices') -> Threshold:
   value = spec.get('value_threshold', spec.get('valueThreshold', {}))
   change = spec.get('change_threshold', spec.get('changeThreshold', {}))
   return Threshold(
@@ -112,6 +121,7 @@ def _threshold(metric: str, spec: dict[str, Any]) -> Threshold:
       change_direction=change.get('direction'),
       change_absolute=_number(change.get('absolute')),
       change_relative=_number(change.get('relative')),
+      slices=slices,
   )
 
 
@@ -123,9 +133,12 @@ def thresholds(eval_config: Any) -> list[Threshold]:
   for spec in eval_config.get('metrics_specs',
                               eval_config.get('metricsSpecs', [])):
     for metric in spec.get('metrics', []):
+      name = metric.get('config_name') or metric.get('class_name', '?')
       if 'threshold' in metric:
-        name = metric.get('config_name') or metric.get('class_name', '?')
         result.append(_threshold(name, metric['threshold']))
+      for per_slice in metric.get('per_slice_thresholds', []):
+        result.append(_threshold(name, per_slice.get('threshold', {}),
+                                 _slices_text(per_slice.get('slicing_specs', []))))
     for name, threshold in sorted(spec.get('thresholds', {}).items()):
       result.append(_threshold(name, threshold))
   return result
