@@ -37,6 +37,7 @@ class _Model:
         self.states = {}  # version -> VersionState, kept after unload as TF Serving does
         self.failed_attempts = {}  # version -> number of failed loads
         self.labels = {}  # label -> version, applied once validated
+        self.warned_empty = False  # log a missing/empty base path once, not every poll
 
 
 def list_versions(base_path: str) -> list:
@@ -237,6 +238,11 @@ class ModelManager:
 
     def _reconcile(self, name, model):
         on_disk = list_versions(model.config.base_path)
+        if not on_disk and not model.warned_empty:
+            log.warning("No versions of servable %s found under base path %s. Did you forget "
+                        "to name your leaf directory as a number (eg. '/1/')?", name,
+                        model.config.base_path)
+        model.warned_empty = not on_disk
         wanted = aspired_versions(model.config, on_disk)
         for version in sorted(wanted):
             if version in model.servables:

@@ -7,6 +7,7 @@ import http.server
 import json
 import logging
 import re
+import threading
 import time
 import urllib.parse
 
@@ -91,19 +92,20 @@ class RestApi:
         outputs = servable.predict(signature_name, inputs, deadline=deadline)
         return json_codec.encode_predict_response(outputs, request_format)
 
-    def _classify(self, name, version, label, body, deadline):
+    def _examples_request(self, name, version, label, body):
+        """Classify and regress read the same body: (servable, signature, examples)."""
         doc = json_codec.parse_json(body)
         signature_name = json_codec.signature_name_of(doc)
         examples = json_codec.decode_examples_request(doc)
-        servable = self.manager.servable(name, version, label)
+        return self.manager.servable(name, version, label), signature_name, examples
+
+    def _classify(self, name, version, label, body, deadline):
+        servable, signature_name, examples = self._examples_request(name, version, label, body)
         classes, scores = servable.classify(signature_name, examples, deadline=deadline)
         return json_codec.encode_classify_response(classes, scores)
 
     def _regress(self, name, version, label, body, deadline):
-        doc = json_codec.parse_json(body)
-        signature_name = json_codec.signature_name_of(doc)
-        examples = json_codec.decode_examples_request(doc)
-        servable = self.manager.servable(name, version, label)
+        servable, signature_name, examples = self._examples_request(name, version, label, body)
         values = servable.regress(signature_name, examples, deadline=deadline)
         return json_codec.encode_regress_response(values)
 
@@ -204,7 +206,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # TF Serving's HTTP server has no handler for other paths: a bare 404.
             self._reply(404, b"", [])
             return
-        status, output = self.server.api.handle(method, path, body)
+        # At most --rest_api_num_threads requests run at once, like TF Serving's pool.
+        with self.server.request_slots:
+            status, output = self.server.api.handle(method, path, body)
         headers = [("Content-Type", "application/json")]
         if self.server.enable_cors:
             headers += CORS_HEADERS
@@ -262,6 +266,7 @@ def create_http_server(host: str, port: int, manager, timeout_in_ms: int = 30000
     server = RestServer((host, port), _Handler)
     server.api = RestApi(manager, timeout_in_ms)
     server.enable_cors = enable_cors
+    server.request_slots = threading.BoundedSemaphore(num_threads if num_threads > 0 else 64)
     server.prometheus_path = None
     if monitoring_config is not None and monitoring_config.prometheus_config.enable:
         server.prometheus_path = (monitoring_config.prometheus_config.path

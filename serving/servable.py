@@ -151,13 +151,18 @@ class Servable:
         return list(output_filter)
 
     # --- classify / regress -------------------------------------------------------------
-    def classify(self, signature_name, serialized_examples, deadline=None):
+    def _examples_signature(self, signature_name):
+        """The signature a classify/regress call runs, with the checks both share."""
         name = signature_name or DEFAULT_SIGNATURE
         signature = self._signature_defs.get(name)
         if signature is None or name not in self._functions:
             raise errors.invalid_argument(f"No signature was found with the name: {name}")
         if len(signature.inputs) != 1:
             raise errors.invalid_argument("Expected one input Tensor.")
+        return name, signature
+
+    def classify(self, signature_name, serialized_examples, deadline=None):
+        name, signature = self._examples_signature(signature_name)
         if len(signature.outputs) not in (1, 2):
             raise errors.invalid_argument(
                 f"Expected one or two output Tensors, found {len(signature.outputs)}")
@@ -201,12 +206,7 @@ class Servable:
         return classes, scores
 
     def regress(self, signature_name, serialized_examples, deadline=None):
-        name = signature_name or DEFAULT_SIGNATURE
-        signature = self._signature_defs.get(name)
-        if signature is None or name not in self._functions:
-            raise errors.invalid_argument(f"No signature was found with the name: {name}")
-        if len(signature.inputs) != 1:
-            raise errors.invalid_argument("Expected one input Tensor.")
+        name, signature = self._examples_signature(signature_name)
         if len(signature.outputs) != 1:
             raise errors.invalid_argument("Expected one output Tensor.")
         if REGRESS_INPUTS not in signature.inputs:
