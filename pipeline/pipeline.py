@@ -12,12 +12,17 @@ from tfx.dsl.input_resolution import canned_resolver_functions
 from models import features
 from pipeline import config as pipeline_config
 from pipeline.components.atomic_pusher import AtomicPusherExecutor
+from pipeline.components.baseline_model import BlessedBeforeCandidateStrategy
 from pipeline.components.transform_cache import CacheBeforeNewestSpanStrategy
 from pipeline.components.validation_gate import ValidationGate
 
 
 def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
-    """Bless a model above an absolute bar that is not worse than the baseline."""
+    """Bless a model above an absolute bar that is not worse than the baseline.
+
+    The bars apply to the overall slice; per-feature slices are computed for
+    people to read, since a few trips in one hour say little about a model.
+    """
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_auc}),
         change_threshold=tfma.GenericChangeThreshold(
@@ -36,8 +41,12 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
             tfma.SlicingSpec(feature_keys=[key]) for key in cfg.slice_features],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="AUC", threshold=auc_threshold),
-            tfma.MetricConfig(class_name="BinaryAccuracy", threshold=accuracy_threshold),
+            tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                             threshold=auc_threshold)]),
+            tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                             threshold=accuracy_threshold)]),
             tfma.MetricConfig(class_name="Precision"),
             tfma.MetricConfig(class_name="Recall"),
         ])])
@@ -99,10 +108,10 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
                        "code_version": code_version})
 
     baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        strategy_class=BlessedBeforeCandidateStrategy,
+        model=trainer.outputs["model"],
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    ).with_id("baseline_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=new_span.outputs["examples"],  # judged on the newest data
         model=trainer.outputs["model"],

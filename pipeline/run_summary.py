@@ -1,0 +1,115 @@
+"""What the last pipeline run did, read back from ML Metadata for run_local.py.
+
+Answers two questions: which spans are already ingested (to fill the training
+window on a new store) and what came of the latest run (pushed version, or why
+nothing was pushed).
+"""
+import dataclasses
+import pathlib
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import config as pipeline_config
+
+
+def open_store_readonly(metadata_path: pathlib.Path) -> metadata_store.MetadataStore:
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(metadata_path)
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(connection)
+
+
+def ingested_spans(metadata_path: pathlib.Path) -> set[int]:
+    """Spans that CsvExampleGen has already turned into Examples artifacts."""
+    if not metadata_path.exists():
+        return set()
+    store = open_store_readonly(metadata_path)
+    node = store.get_context_by_type_and_name(
+        "node", f"{pipeline_config.PIPELINE_NAME}.CsvExampleGen")
+    if node is None:
+        return set()
+    return {span_of(artifact) for artifact in store.get_artifacts_by_context(node.id)
+            if artifact.state == metadata_store_pb2.Artifact.LIVE}
+
+
+def span_of(artifact: metadata_store_pb2.Artifact) -> int | None:
+    """TFX 1.16 keeps `span` as a custom property; older TFX as a property."""
+    for properties in (artifact.properties, artifact.custom_properties):
+        if "span" in properties:
+            return properties["span"].int_value
+    return None
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str = ""
+    pushed_version: str | None = None  # pushed by this run's Pusher
+    pusher_cached: bool = False
+    blessed: bool | None = None  # None: the Evaluator did not run
+    failed_thresholds: list[str] = dataclasses.field(default_factory=list)
+
+    def outcome(self) -> str:
+        if self.pushed_version and self.pusher_cached:
+            return (f"Nothing new to push: the inputs are unchanged, so every step was "
+                    f"cached; the serving model is still version {self.pushed_version}.")
+        if self.pushed_version:
+            return f"Pushed model version {self.pushed_version}."
+        if self.blessed is False:
+            reasons = "; ".join(self.failed_thresholds) or "see the Evaluator's output"
+            return f"Nothing pushed: the Evaluator did not bless the model ({reasons})."
+        return "Nothing pushed: the run did not reach the Pusher."
+
+
+def _outputs_by_type(store, execution_ids) -> dict[str, list]:
+    events = store.get_events_by_execution_ids(execution_ids)
+    output_ids = [e.artifact_id for e in events
+                  if e.type == metadata_store_pb2.Event.OUTPUT]
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    by_type: dict[str, list] = {}
+    for artifact in store.get_artifacts_by_id(output_ids):
+        by_type.setdefault(types[artifact.type_id], []).append(artifact)
+    return by_type
+
+
+def _failed_thresholds(evaluation_uri: str) -> list[str]:
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for per_slice in result.metric_validations_per_slice:
+        slice_name = tfma.slicer.stringify_slice_key(
+            tfma.slicer.deserialize_slice_key(per_slice.slice_key)) or "Overall"
+        for failure in per_slice.failures:
+            failures.append(f"{failure.metric_key.name} {failure.metric_value.double_value.value:.3f} "
+                            f"on {slice_name}: {failure.message or 'threshold not met'}")
+    return failures
+
+
+def summarize_latest_run(metadata_path: pathlib.Path) -> RunSummary:
+    if not metadata_path.exists():
+        return RunSummary()
+    store = open_store_readonly(metadata_path)
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return RunSummary()
+    run = max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+    executions = store.get_executions_by_context(run.id)
+    outputs = _outputs_by_type(store, [execution.id for execution in executions])
+    summary = RunSummary(run_id=run.name)
+
+    for pushed in outputs.get("PushedModel", []):
+        if pushed.custom_properties["pushed"].int_value == 1:
+            summary.pushed_version = pushed.custom_properties["pushed_version"].string_value
+            summary.pusher_cached = _made_before(pushed, run)
+    for blessing in outputs.get("ModelBlessing", []):
+        summary.blessed = blessing.custom_properties["blessed"].int_value == 1
+    if summary.blessed is False:
+        for evaluation in outputs.get("ModelEvaluation", []):
+            summary.failed_thresholds += _failed_thresholds(evaluation.uri)
+    return summary
+
+
+def _made_before(artifact, run_context) -> bool:
+    """A cached Pusher re-reports an artifact made by an earlier run."""
+    return artifact.create_time_since_epoch < run_context.create_time_since_epoch
