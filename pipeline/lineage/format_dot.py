@@ -189,7 +189,9 @@ def to_dot(graph: LineageGraph) -> str:
     shape = 'box' if key.startswith('e') else 'box, style="rounded,filled"'
     style = ', style=dashed' if dashed else ''
     fill_attr = f', fillcolor={_dot_quote(fill)}' if key.startswith('a') else ''
-    out.append(f'  {key} [label={_dot_quote(title + chr(10) + subtitle)}, '
+    # DOT's own line break escape; a raw newline confuses some parsers.
+    label = _dot_quote(title)[:-1] + r'\n' + _dot_quote(subtitle)[1:]
+    out.append(f'  {key} [label={label}, '
                f'shape={shape}{fill_attr}, color={_dot_quote(stroke)}{style}];')
   for source, target, key in _directed_edges(graph):
     out.append(f'  {source} -> {target} [label={_dot_quote(key)}, '
