@@ -258,29 +258,29 @@ class Servable:
 
     @staticmethod
     def _coerce_inputs(signature, inputs):
-        """Checks dtypes the way a TF session would, before anything is queued."""
+        """Checks dtypes as a TF session does (no implicit casts), before anything is queued."""
         tf = tensorflow()
         arrays = {}
         for index, alias in enumerate(sorted(signature.inputs)):
             info = signature.inputs[alias]
             value = np.asarray(inputs[alias])
             want = tf.dtypes.as_dtype(info.dtype)
+            is_text = value.dtype.kind in ("O", "S", "U")
             if want == tf.string:
-                if value.dtype.kind not in ("O", "S", "U") and value.size:
+                if not is_text and value.size:
                     raise errors.invalid_argument(
                         f"Expects arg[{index}] to be string but "
                         f"{_numpy_dtype_name(value)} is provided")
                 value = value.astype(object)
-            elif value.dtype.kind in ("O", "S", "U") and value.size:
+            elif is_text and value.size:
                 raise errors.invalid_argument(
                     f"Expects arg[{index}] to be {dtype_name(info.dtype)} but string is provided")
             elif value.dtype != want.as_numpy_dtype:
-                if value.size and not np.can_cast(value.dtype, want.as_numpy_dtype,
-                                                  casting="same_kind"):
+                if value.size:
                     raise errors.invalid_argument(
                         f"Expects arg[{index}] to be {dtype_name(info.dtype)} but "
                         f"{_numpy_dtype_name(value)} is provided")
-                value = value.astype(want.as_numpy_dtype)
+                value = value.astype(want.as_numpy_dtype)  # an empty list has no type yet
             arrays[alias] = value
         return arrays
 
