@@ -144,10 +144,9 @@ class ModelManager:
         """Newest first. Like TF Serving's GetModelStatus, a label is ignored here."""
         with self._lock:
             model = self._models.get(model_name)
-            states = dict(model.states) if model is not None else {}
-            if model is None:
-                # A model dropped by a reload keeps its history until the server stops.
-                states = dict(self._retired_states.get(model_name, {}))
+            # A model dropped by a reload keeps its history until the server stops.
+            states = dict(model.states if model is not None
+                          else self._retired_states.get(model_name, {}))
         if version is not None:
             state = states.get(int(version))
             if state is None:

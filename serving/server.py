@@ -176,9 +176,9 @@ def _read_configs(options):
     """All config files, parsed up front so a bad one stops the server before it serves."""
     server_config = model_config.server_config_from_options(options)
     batching_parameters = None
-    if options.batching_parameters_file:
-        if not options.enable_batching:
-            raise StartupError("--batching_parameters_file was given without --enable_batching")
+    if options.batching_parameters_file and not options.enable_batching:
+        log.warning("--batching_parameters_file is ignored without --enable_batching")
+    elif options.batching_parameters_file:
         batching_parameters = model_config.read_batching_parameters(
             options.batching_parameters_file)
     monitoring_config = None
