@@ -45,7 +45,7 @@ def _run_view(store: queries.Store, run: RunRecord) -> dict[str, _NodeView]:
   sources = {}
   for execution in executions.values():
     if execution.cached:
-      execution.cache_source = _cache_source(store, execution.id)
+      execution.cache_source = queries.cache_source(store, execution.id)
       if execution.cache_source:
         sources[execution.id] = execution.cache_source
   source_records = queries.executions(store, set(sources.values()))
@@ -67,18 +67,6 @@ def _run_view(store: queries.Store, run: RunRecord) -> dict[str, _NodeView]:
         target.setdefault(key, []).append(artifacts[event.artifact_id])
     views[execution.node] = view
   return views
-
-
-def _cache_source(store: queries.Store, execution_id: int) -> Optional[int]:
-  outputs = [a for _, a in queries.execution_outputs(store, execution_id)]
-  if not outputs:
-    return None
-  candidates = [p for p in queries.producer_executions(store, outputs[:1]).get(
-      outputs[0], []) if p != execution_id]
-  for record in queries.executions(store, candidates).values():
-    if not record.cached:
-      return record.id
-  return None
 
 
 def _labels(artifacts: list[ArtifactRecord]) -> str:

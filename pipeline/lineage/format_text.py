@@ -40,6 +40,8 @@ def execution_label(execution: ExecutionRecord) -> str:
 
 
 def _short(value: Any, limit: int = 70) -> str:
+  if isinstance(value, float):
+    return f'{value:.4f}'
   text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
   text = ' '.join(text.split())
   return text if len(text) <= limit else text[:limit - 3] + '...'

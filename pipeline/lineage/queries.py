@@ -67,6 +67,23 @@ def execution_outputs(store: Store, execution_id: int
           if convert.is_output(e) for key in convert.event_keys(e)]
 
 
+def cache_source(store: Store, execution_id: int) -> Optional[int]:
+  """For a CACHED execution, the earlier execution that computed its outputs.
+
+  TFX records a cache hit as a new execution with OUTPUT events pointing at
+  the reused artifacts; their other producer is the one that really ran.
+  """
+  outputs = [a for _, a in execution_outputs(store, execution_id)]
+  if not outputs:
+    return None
+  candidates = [p for p in producer_executions(store, outputs[:1]).get(
+      outputs[0], []) if p != execution_id]
+  for execution in store.get_executions_by_id(candidates):
+    if execution.last_known_state != _Execution.CACHED:
+      return execution.id
+  return None
+
+
 def artifacts(store: Store, artifact_ids: Iterable[int]
               ) -> dict[int, ArtifactRecord]:
   return {a.id: convert.artifact_record(a)

@@ -273,7 +273,7 @@ def _data_checks(store: queries.Store, graph: LineageGraph,
             ))
           else:
             continue
-          _attach(graph, down, artifact.id, via=stats.id)
+          _attach(graph, down, artifact.id)
   return (_unique(statistics), _unique(schemas),
           list({a.artifact: a for a in anomalies}.values()))
 
@@ -283,8 +283,7 @@ def _original(graph: LineageGraph, execution_id: int) -> int:
   return execution.cache_source or execution_id
 
 
-def _attach(graph: LineageGraph, source: LineageGraph, artifact_id: int,
-            via: Optional[int] = None):
+def _attach(graph: LineageGraph, source: LineageGraph, artifact_id: int):
   """Copies an artifact, its (original) producer and its input edge."""
   if artifact_id in graph.artifacts:
     return
@@ -302,7 +301,6 @@ def _attach(graph: LineageGraph, source: LineageGraph, artifact_id: int,
           and input_edge.artifact in graph.artifacts):
         graph.edges.append(input_edge)
     break
-  del via
 
 
 def _unique(records: list[ArtifactRecord]) -> list[ArtifactRecord]:

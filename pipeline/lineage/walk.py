@@ -201,20 +201,9 @@ def run_graph(store: queries.Store, run: RunRecord) -> LineageGraph:
   )
   for execution in graph.executions.values():
     if execution.cached:
-      execution.cache_source = _cache_source(store, execution.id)
+      execution.cache_source = queries.cache_source(store, execution.id)
   _set_producer_nodes(graph)
   return graph
-
-
-def _cache_source(store: queries.Store, execution_id: int) -> Optional[int]:
-  outputs = [a for _, a in queries.execution_outputs(store, execution_id)]
-  producers = queries.producer_executions(store, outputs[:1])
-  candidates = [p for p in producers.get(outputs[0], []) if p != execution_id
-                ] if outputs else []
-  for candidate in store.get_executions_by_id(candidates):
-    if candidate.last_known_state != metadata_store_pb2.Execution.CACHED:
-      return candidate.id
-  return None
 
 
 def merge(*graphs: LineageGraph) -> LineageGraph:
