@@ -80,13 +80,13 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
-def _picture(graph, fmt: str, title: str) -> str:
+def _picture(graph, fmt: str, title: str, summary: str = '') -> str:
   if fmt == 'dot':
     return format_dot.to_dot(graph)
   if fmt == 'svg':
     return format_dot.to_svg(graph)
   if fmt == 'html':
-    return format_html.to_html(graph, title)
+    return format_html.to_html(graph, title, summary)
   return format_json.dumps(graph)
 
 
@@ -104,7 +104,8 @@ def _render(metadata, args) -> str:
   if args.command == 'model':
     result = trace.trace_pushed_model(metadata, args.version)
     if fmt in _PICTURES:
-      return _picture(result.graph, fmt, f'Pushed model {result.version}')
+      return _picture(result.graph, fmt, f'Pushed model {result.version}',
+                      format_text.model_trace(result))
     return (format_text.model_trace(result) if fmt == 'text'
             else format_json.dumps(result))
   if args.command == 'artifact':
@@ -130,7 +131,8 @@ def _render(metadata, args) -> str:
                        walk.downstream(metadata, args.artifact))
     return _picture(graph, fmt, f'Artifact {args.artifact}')
   result = trace.trace_pushed_model(metadata, args.version)
-  return _picture(result.graph, fmt, f'Pushed model {result.version}')
+  return _picture(result.graph, fmt, f'Pushed model {result.version}',
+                  format_text.model_trace(result))
 
 
 def main(argv: Any = None) -> int:

@@ -32,6 +32,8 @@ body { margin: 0; font-family: sans-serif; color: #111827; display: flex;
               word-break: break-all; }
 #details a { color: #1d4ed8; cursor: pointer; }
 #canvas { flex: 1; overflow: auto; }
+#summary { margin: 8px 12px; font-size: 12px; }
+#summary pre { background: #f9fafb; padding: 8px; }
 g.node { cursor: pointer; }
 .dim { opacity: 0.25; }
 g.node.selected rect { stroke: #4f46e5; stroke-width: 4; }
@@ -62,7 +64,7 @@ _SCRIPT = """
   function link(key) {
     return '<a data-key="' + key + '">' + esc(nodes[key].label) + '</a>';
   }
-  function select(key) {
+  function select(key, scroll) {
     const related = new Set([...reach(key, up, 'from'),
                              ...reach(key, down, 'to')]);
     document.querySelectorAll('g.node').forEach(g => {
@@ -89,7 +91,7 @@ _SCRIPT = """
       '</table><p><b>from</b><br>' + (ins.join('<br>') || '-') +
       '</p><p><b>to</b><br>' + (outs.join('<br>') || '-') + '</p>';
     const g = document.getElementById('node-' + key);
-    if (g && g.scrollIntoView) g.scrollIntoView({block: 'nearest',
+    if (scroll && g && g.scrollIntoView) g.scrollIntoView({block: 'nearest',
                                                  inline: 'nearest'});
   }
   const list = document.getElementById('node-index');
@@ -102,7 +104,7 @@ _SCRIPT = """
   });
   document.addEventListener('click', ev => {
     const target = ev.target.closest('[data-key]');
-    if (target) select(target.dataset.key);
+    if (target) select(target.dataset.key, true);
   });
   document.getElementById('filter').addEventListener('input', ev => {
     const text = ev.target.value.toLowerCase();
@@ -111,9 +113,16 @@ _SCRIPT = """
         'none';
     });
   });
-  if (data.roots.length && nodes[data.roots[0]]) select(data.roots[0]);
+  if (data.roots.length && nodes[data.roots[0]]) select(data.roots[0], false);
 })();
 """
+
+
+def _summary_block(summary: str) -> str:
+  if not summary:
+    return ''
+  return ('<details id="summary"><summary>Report</summary><pre>'
+          f'{html.escape(summary)}</pre></details>')
 
 
 def _page_data(graph: LineageGraph) -> dict:
@@ -138,7 +147,8 @@ def _page_data(graph: LineageGraph) -> dict:
           'edges': [{'from': s, 'to': t, 'key': k} for s, t, k in placed.edges]}
 
 
-def to_html(graph: LineageGraph, title: str) -> str:
+def to_html(graph: LineageGraph, title: str, summary: str = '') -> str:
+  """The page; `summary` (e.g. the text report) shows above the graph."""
   data = json.dumps(_page_data(graph), default=str)
   # "</" inside a script element would end it early.
   data = data.replace('</', '<\\/')
@@ -154,7 +164,7 @@ def to_html(graph: LineageGraph, title: str) -> str:
   <ul id="node-index"></ul>
   <div id="details">Click a node.</div>
 </div>
-<div id="canvas">{svg}</div>
+<div id="canvas">{_summary_block(summary)}{svg}</div>
 <script type="application/json" id="lineage-data">{data}</script>
 <script>{_SCRIPT}</script>
 </body></html>

@@ -192,8 +192,10 @@ def run_graph(store: queries.Store, run: RunRecord) -> LineageGraph:
       edges.extend(Edge(event.artifact_id, event.execution_id, kind, key)
                    for key in convert.event_keys(event))
   connected = {e.execution for e in edges}
+  consumers = {e.execution for e in edges if e.kind == 'input'}
   graph = LineageGraph(
-      roots=[f'e{i}' for i in sorted(connected)],
+      # The steps that start the run's data flow (ExampleGen, importers).
+      roots=[f'e{i}' for i in sorted(connected - consumers)],
       artifacts=queries.artifacts(store, {e.artifact for e in edges}),
       # Resolver executions only select artifacts: nothing to draw.
       executions={i: r for i, r in executions.items() if i in connected},

@@ -84,3 +84,11 @@ def test_html_page_renders_the_graph_in_chromium(lineage, lineage_json, tmp_path
     assert title and title.group(1).startswith(f"Examples #{root[1:]}")
     assert 'class="node artifact selected"' in dom
     assert os.path.getsize(page) > 1000
+
+
+def test_model_page_carries_the_text_report(lineage, tmp_path):
+    page = tmp_path / "model.html"
+    lineage("model", "--format", "html", "-o", page)
+    html = page.read_text()
+    assert '<details id="summary">' in html and "Pushed model version" in html
+    assert 'id="lineage-data"' in html and "<svg" in html
