@@ -27,6 +27,20 @@ def test_file_that_is_not_a_store(run_cli, tmp_path):
     assert empty.stat().st_size == 0, "read-only: no tables were created"
 
 
+def test_store_without_runs(run_cli, tmp_path):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / "new.sqlite")
+    config.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
+    metadata_store.MetadataStore(config)  # what a pipeline does before its first run
+    for args in (["runs"], ["model"], ["diff", "previous", "latest"]):
+        assert_clean_failure(run_cli("--metadata_path", tmp_path / "new.sqlite", *args),
+                             "no pipeline runs yet")
+
+
 def test_connection_config_textproto(run_cli, store, tmp_path):
     config = tmp_path / "mlmd.textproto"
     # Asks for read-write; the tool must still open it read-only.
