@@ -197,3 +197,26 @@ def test_version_swap_under_concurrent_load_fails_no_request(saved_models, tmp_p
         assert versions == sorted(versions), versions
     assert {v for seen in answers.values() for v, _ in seen} == {1, 2}
     assert [(v, state) for v, state, _, _ in statuses] == [(2, AVAILABLE), (1, END)]
+
+
+def test_grpc_requests_are_counted_in_the_prometheus_metrics(saved_models, tmp_path):
+    base = make_model_base(tmp_path / "half_plus_two", {1: saved_models["half_plus_two"]})
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true path: "/metrics" }\n')
+    server = start_server("--model_name=half_plus_two", f"--model_base_path={base}",
+                          f"--monitoring_config_file={monitoring}", tmp_dir=tmp_path)
+    try:
+        session = Session(server)
+        assert session.predict("half_plus_two", 1.0) == (1, [2.5])
+        assert session.predict("half_plus_two", 2.0) == (1, [3.0])
+        assert rpc_error(session.predict, "half_plus_two", 1.0, 5)[0] == grpc.StatusCode.NOT_FOUND
+        status, text = server.get("/metrics")[:2]
+    finally:
+        server.stop()
+    assert status == 200
+    lines = set(text.splitlines())
+    count = ':tensorflow:serving:request_count{model_name="half_plus_two",status="%s"} %d'
+    assert count % ("OK", 2) in lines
+    assert count % ("NOT_FOUND", 1) in lines
+    assert (':tensorflow:serving:request_latency_count{model_name="half_plus_two",'
+            'API="Predict",entrypoint="GRPC"} 3') in lines
