@@ -36,6 +36,11 @@ def add_services(grpc_server, manager) -> None:
 
 # --- request plumbing shared by both services ---------------------------------------------
 
+def _require_model_spec(request) -> None:
+    if not request.HasField("model_spec"):
+        raise errors.invalid_argument("Missing ModelSpec")
+
+
 def _servable(manager, model_spec):
     """The Servable a ModelSpec names, with ServerCore's checks on the spec itself."""
     if not model_spec.name:
@@ -183,8 +188,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):
         with _Call(context, "predict", request.model_spec.name):
-            if not request.HasField("model_spec"):
-                raise errors.invalid_argument("Missing ModelSpec")
+            _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
             inputs = _inputs_as_numpy(request.inputs)
             outputs = servable.predict(request.model_spec.signature_name, inputs,
@@ -199,8 +203,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Classify(self, request, context):
         with _Call(context, "classify", request.model_spec.name):
-            if not request.HasField("model_spec"):
-                raise errors.invalid_argument("Missing ModelSpec")
+            _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
             classes, scores = servable.classify(request.model_spec.signature_name,
                                                 _serialized_examples(request.input),
@@ -213,8 +216,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Regress(self, request, context):
         with _Call(context, "regress", request.model_spec.name):
-            if not request.HasField("model_spec"):
-                raise errors.invalid_argument("Missing ModelSpec")
+            _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
             values = servable.regress(request.model_spec.signature_name,
                                       _serialized_examples(request.input),
@@ -248,8 +250,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def GetModelMetadata(self, request, context):
         with _Call(context, "metadata", request.model_spec.name):
-            if not request.HasField("model_spec"):
-                raise errors.invalid_argument("Missing ModelSpec")
+            _require_model_spec(request)
             if not request.metadata_field:
                 raise errors.invalid_argument(
                     "GetModelMetadataRequest must specify at least one metadata_field")
@@ -306,8 +307,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModelStatus(self, request, context):
         with _Call(context, "status", request.model_spec.name):
-            if not request.HasField("model_spec"):
-                raise errors.invalid_argument("Missing ModelSpec")
+            _require_model_spec(request)
             spec = request.model_spec
             # Like TF Serving, only an explicit version narrows the answer; a label does not.
             version = spec.version.value if spec.HasField("version") else None
