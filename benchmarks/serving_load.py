@@ -284,7 +284,11 @@ def check_answers_agree(grpc_port, rest_port, args, rows, arrays, expected):
 
 # --- the report --------------------------------------------------------------------------------
 
-def machine_description() -> str:
+def _load_average() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def machine_description(load_at_start: str) -> str:
     model = "unknown CPU"
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
@@ -295,7 +299,9 @@ def machine_description() -> str:
     with open("/proc/meminfo", encoding="utf-8") as handle:
         kib = int(handle.readline().split()[1])
     return (f"{os.cpu_count()} cores ({model}), {kib / 1024 / 1024:.0f} GiB RAM, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
+            f"load average (1/5/15 min) {load_at_start} at the start, {_load_average()} at "
+            "the end (other work on the machine shows here)")
 
 
 def write_report(path, args, results, in_process, context):
@@ -334,6 +340,7 @@ def write_report(path, args, results, in_process, context):
 
 def main(argv=None):
     args = parse_args(argv)
+    load_at_start = _load_average()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     version_dir = latest_version_dir(args.model_base_path)
     dtypes = signature_input_dtypes(version_dir, args.signature)
@@ -376,7 +383,7 @@ def main(argv=None):
 
     context = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine_description(),
+        "machine": machine_description(load_at_start),
         "command": shlex.join([os.path.relpath(sys.executable, REPO), "benchmarks/serving_load.py",
                                *(sys.argv[1:] if argv is None else argv)]),
         "version_dir": os.path.relpath(version_dir, REPO),
