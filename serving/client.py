@@ -214,8 +214,10 @@ def make_example(features: Mapping[str, Any]):
 class GrpcClient:
     """TF Serving's PredictionService and ModelService over one gRPC channel.
 
-    Tensors go in and come out as numpy arrays; their dtypes must match the
-    signature exactly, as with tensorflow_model_server (e.g. int64, not int32).
+    Tensors come out as numpy arrays. numpy arrays go in as they are, so their dtype
+    must match the signature exactly, as with tensorflow_model_server (int64, not
+    int32); plain Python lists and scalars are converted to the signature's dtype,
+    read once per model/signature with GetModelMetadata.
     """
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_GRPC_PORT,
@@ -235,6 +237,7 @@ class GrpcClient:
                                        ("grpc.max_send_message_length", -1)])
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self.model_service = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._input_dtypes: dict = {}  # (model, version, label, signature) -> {name: dtype}
 
     def close(self) -> None:
         self._channel.close()
@@ -273,12 +276,27 @@ class GrpcClient:
 
         request = predict_pb2.PredictRequest()
         self._spec(request.model_spec, model, version, label, signature_name)
+        dtypes = None
         for name, value in inputs.items():
-            request.inputs[name].CopyFrom(self._tf.make_tensor_proto(value))
+            dtype = None
+            if not isinstance(value, np.ndarray):
+                dtypes = dtypes or self._signature_input_dtypes(model, version, label,
+                                                                signature_name)
+                dtype = dtypes.get(name)
+            request.inputs[name].CopyFrom(self._tf.make_tensor_proto(value, dtype=dtype))
         request.output_filter.extend(output_filter or [])
         response = self._call(self.prediction.Predict, request)
         return {name: self._tf.make_ndarray(tensor)
                 for name, tensor in response.outputs.items()}
+
+    def _signature_input_dtypes(self, model, version, label, signature_name) -> dict:
+        key = (model, version, label, signature_name or "serving_default")
+        if key not in self._input_dtypes:
+            signature = self.metadata(model, version, label).get(key[-1])
+            self._input_dtypes[key] = {} if signature is None else {
+                name: self._tf.dtypes.as_dtype(info.dtype)
+                for name, info in signature.inputs.items()}
+        return self._input_dtypes[key]
 
     def _input(self, request, examples: Iterable, context: Mapping | None) -> None:
         as_proto = [e if hasattr(e, "SerializeToString") else make_example(e)

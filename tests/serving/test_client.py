@@ -109,3 +109,16 @@ def test_cli_predict_and_status(models_server):
     result = run_cli("metadata", "--model", "nope", "--host", "127.0.0.1", port)
     assert result.returncode == 1
     assert "Servable not found for request: Latest(nope)" in result.stderr
+
+
+def test_grpc_lists_take_the_signatures_dtypes(grpc_client):
+    # Python lists are typed from the signature (int64, strings); arrays are sent as given.
+    outputs = grpc_client.predict("multi_io", {"a": [1.0], "b": [4], "text": ["abc"],
+                                               "image_bytes": [b"\x00"]},
+                                  output_filter=["sum", "text_upper"])
+    assert list(outputs["sum"]) == [5.0] and list(outputs["text_upper"]) == [b"ABC"]
+    with pytest.raises(ServingRequestError) as raised:
+        grpc_client.predict("multi_io", {"a": np.array([1.0]), "b": [4], "text": ["abc"],
+                                         "image_bytes": [b"\x00"]})
+    assert (raised.value.code, raised.value.message) == (
+        "INVALID_ARGUMENT", "Expects arg[0] to be float but double is provided")
