@@ -126,11 +126,16 @@ def test_auto_uses_docker_only_with_a_running_engine():
         assert result.stdout.startswith(shlex.join([PYTHON, "-m", "serving"]))
 
 
-def test_asking_for_a_missing_server_fails_clearly(no_servers_path):
-    result = launch("--server=tensorflow_model_server", "--model_base_path=/m",
-                    path=no_servers_path)
+@pytest.mark.parametrize("server, message", [
+    ("tensorflow_model_server", "tensorflow_model_server is not on PATH; install it or use "
+                                "--server=auto"),
+    ("docker", "cannot use Docker: docker is not on PATH; use --server=auto"),
+])
+def test_asking_for_a_missing_server_fails_clearly(no_servers_path, server, message):
+    result = launch(f"--server={server}", "--model_base_path=/m", path=no_servers_path)
     assert result.returncode == 2
-    assert "tensorflow_model_server is not on PATH" in result.stderr
+    assert f"serving.launch: {message}" in result.stderr
+    assert result.stdout == ""
 
 
 def test_fallback_really_starts_our_server_and_serves(saved_models, tmp_path, no_servers_path):
