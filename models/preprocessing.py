@@ -1,7 +1,8 @@
 """The Transform step: raw taxi features in, model-ready tensors out.
 
 Full-pass TFT analyzers (mean, z-score, vocabulary, quantiles) run over the
-training window, and the same graph is applied at serving time.
+training window, and the same graph is applied at serving time. Every analyzer
+is named, so that its key in Transform's analyzer cache is stable across runs.
 """
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -24,29 +25,29 @@ def _as_float(value):
     return tf.cast(value, tf.float32)
 
 
-def _mean_imputed(value):
+def _mean_imputed(value, key):
     """Missing numbers become the mean of the values present in the data."""
     value = _as_float(value)
     present = value.values if isinstance(value, tf.sparse.SparseTensor) else value
-    return _as_dense(value, tft.mean(present))
+    return _as_dense(value, tft.mean(present, name=f"{key}_mean"))
 
 
 def preprocessing_fn(inputs):
     outputs = {}
     for key in features.NUMERIC_FEATURES:
         outputs[features.transformed_name(key)] = tft.scale_to_z_score(
-            _mean_imputed(inputs[key]))
+            _mean_imputed(inputs[key], key), name=f"{key}_z_score")
 
     for key in features.VOCABULARY_FEATURES:
         outputs[features.transformed_name(key)] = tft.compute_and_apply_vocabulary(
             _as_dense(inputs[key], ""),
             top_k=features.VOCABULARY_TOP_K,
             num_oov_buckets=features.VOCABULARY_OOV_BUCKETS,
-            vocab_filename=key)
+            vocab_filename=key, name=f"{key}_vocabulary")
 
     for key in features.BUCKET_FEATURES:
         outputs[features.transformed_name(key)] = tft.bucketize(
-            _mean_imputed(inputs[key]), features.BUCKET_COUNT)
+            _mean_imputed(inputs[key], key), features.BUCKET_COUNT, name=f"{key}_buckets")
 
     for key, size in features.CATEGORICAL_FEATURES.items():
         # Clip, so an id the model was not built for cannot crash serving.

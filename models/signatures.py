@@ -1,8 +1,13 @@
 """The exported SavedModel's signatures, all applying the same Transform graph.
 
-- serving_default: serialized tf.Examples in (TF Serving's predict, classify and
-  regress all work on it), `outputs`, `scores` and `classes` out.
-- serving_raw: one tensor per raw feature, so a REST user can post plain JSON.
+TF Serving's classify wants one or two outputs named `classes`/`scores`, and
+its regress exactly one named `outputs`, so the tf.Example signatures are split:
+- serving_default: serialized tf.Examples in, `classes` and `scores` out
+  (TF Serving's predict and classify).
+- big_tip_probability: serialized tf.Examples in, `outputs` (the probability of
+  a big tip) out (TF Serving's regress, and what the Evaluator scores).
+- serving_raw: one tensor per raw feature, so a REST user can post plain JSON;
+  `outputs`, `scores` and `classes` out.
 - transform_features: the transformed features, label included, for the Evaluator.
 """
 import tensorflow as tf
@@ -10,6 +15,7 @@ import tensorflow as tf
 from models import features
 
 CLASS_NAMES = [b"0", b"1"]  # not a big tip, big tip
+EVALUATION_SIGNATURE = "big_tip_probability"  # scored by the Evaluator
 
 
 def _prediction_outputs(model, transformed):
@@ -22,17 +28,28 @@ def _prediction_outputs(model, transformed):
 def _serving_feature_spec(tf_transform_output):
     spec = tf_transform_output.raw_feature_spec()
     spec.pop(features.TIPS_KEY, None)  # the label's source is unknown at serving time
+    for name, feature_spec in spec.items():
+        # A column the model does not read (e.g. the timestamp) is optional.
+        if name not in features.RAW_FEATURES and isinstance(
+                feature_spec, tf.io.FixedLenFeature):
+            spec[name] = tf.io.FixedLenFeature(
+                feature_spec.shape, feature_spec.dtype,
+                default_value=tf.zeros(feature_spec.shape, feature_spec.dtype).numpy())
     return spec
 
 
-def _examples_signature(model, tf_transform_output):
-    model.tft_layer_serving = tf_transform_output.transform_features_layer()
+def _examples_signature(model, tf_transform_output, output_names):
+    """Serialized tf.Examples in; the named prediction outputs out."""
+    layer = tf_transform_output.transform_features_layer()
+    # Keras tracks the layer (and so saves its assets) once it is an attribute.
+    setattr(model, "tft_layer_" + "_".join(output_names), layer)
     spec = _serving_feature_spec(tf_transform_output)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    # TF Serving's classify and regress look for an input named exactly "inputs".
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def serve_examples(serialized):
-        raw = tf.io.parse_example(serialized, spec)
-        return _prediction_outputs(model, model.tft_layer_serving(raw))
+        outputs = _prediction_outputs(model, layer(tf.io.parse_example(serialized, spec)))
+        return {name: outputs[name] for name in output_names}
     return serve_examples
 
 
@@ -82,7 +99,10 @@ def _transform_features_signature(model, tf_transform_output):
 
 def export_signatures(model, tf_transform_output):
     return {
-        "serving_default": _examples_signature(model, tf_transform_output),
+        "serving_default": _examples_signature(model, tf_transform_output,
+                                               ["classes", "scores"]),
+        EVALUATION_SIGNATURE: _examples_signature(model, tf_transform_output,
+                                                   ["outputs"]),
         "serving_raw": _raw_features_signature(model, tf_transform_output),
         "transform_features": _transform_features_signature(model, tf_transform_output),
     }
