@@ -50,13 +50,19 @@ def _short(value: Any, limit: int = 70) -> str:
 # --- runs -------------------------------------------------------------------
 
 
+def _pushed_text(run: RunRecord) -> str:
+  if not run.pushed_version:
+    return '-'
+  return run.pushed_version + (' (reused)' if run.pushed_reused else '')
+
+
 def runs(records: list[RunRecord]) -> str:
   header = ('ID', 'STARTED', 'DURATION', 'STATUS', 'STEPS', 'CACHED', 'PUSHED',
             'RUN NAME')
   rows = [header] + [(
       str(r.id), when(r.started), duration(r.duration_s), r.status,
       str(r.executions) + (f' ({r.nodes[0]})' if len(r.nodes) == 1 else ''),
-      str(r.cached), r.pushed_version or '-', r.name)
+      str(r.cached), _pushed_text(r), r.name)
                      for r in records]
   widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
   return '\n'.join('  '.join(cell.ljust(w) for cell, w in zip(row, widths)
@@ -185,7 +191,8 @@ def model_trace(trace: ModelTrace) -> str:
       out.append(f'  baseline    Model #{evaluation.baseline_model} '
                  f'(pushed as {pushed})')
     else:
-      out.append('  baseline    none (first blessed model)')
+      out.append('  baseline    none: no baseline model was resolved, so only '
+                 'the absolute thresholds applied')
 
   training = trace.training
   if training:

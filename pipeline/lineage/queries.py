@@ -136,6 +136,7 @@ def _run_record(store: Store, context: metadata_store_pb2.Context) -> RunRecord:
       pushed_version=(str(pushed[-1].properties.get('pushed_version'))
                       if pushed else None),
       pushed_model=pushed[-1].id if pushed else None,
+      pushed_reused=bool(pushed) and pushed[-1].created * 1000 < min(starts),
   )
 
 

@@ -68,6 +68,8 @@ class RunRecord:
   nodes: list[str]  # node ids that ran (or came from cache) in the run
   pushed_version: Optional[str]
   pushed_model: Optional[int]  # PushedModel artifact id
+  # True when a cached Pusher only re-used an earlier push: nothing new served.
+  pushed_reused: bool = False
 
 
 @dataclasses.dataclass

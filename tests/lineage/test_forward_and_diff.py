@@ -67,3 +67,17 @@ def test_diff_of_a_cached_rerun_shows_only_reuse(training_runs, lineage_json, li
 def test_diff_accepts_latest_and_previous(training_runs, lineage_json):
     diff = lineage_json("diff", "previous", "latest")["run_diff"]
     assert diff["run_b"]["id"] == training_runs[-1]["id"]
+
+
+def test_runs_list_every_push_once_as_new(store, lineage_json, lineage):
+    runs = lineage_json("runs")["runs"]
+    seen = set()
+    for run in runs:
+        assert run["status"] == "COMPLETE" and run["executions"] == len(run["nodes"])
+        if run["pushed_version"]:
+            assert run["pushed_reused"] == (run["pushed_version"] in seen), run
+            seen.add(run["pushed_version"])
+    assert seen == {str(v) for v in store.pushed_versions()}
+    table = lineage("runs").splitlines()
+    assert table[0].split()[:4] == ["ID", "STARTED", "DURATION", "STATUS"]
+    assert len(table) == len(runs) + 1

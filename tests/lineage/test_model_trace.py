@@ -5,31 +5,44 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 
-def spans_trained_on(metadata_path, pushed_version: str) -> set[int]:
-    """Ground truth straight from ML Metadata's events, without the tool:
-    PushedModel <- Pusher <- Model <- Trainer <- examples <- Transform <- Examples."""
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = str(metadata_path)
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    mlmd = metadata_store.MetadataStore(config)
-    pushed = [a for a in mlmd.get_artifacts_by_type("PushedModel")
-              if a.custom_properties["pushed_version"].string_value == pushed_version]
-    assert len(pushed) == 1
+class RawLineage:
+    """Ground truth straight from ML Metadata's events, without the tool."""
 
-    def producer(artifact_id):
-        return next(e.execution_id for e in mlmd.get_events_by_artifact_ids([artifact_id])
+    def __init__(self, metadata_path):
+        config = metadata_store_pb2.ConnectionConfig()
+        config.sqlite.filename_uri = str(metadata_path)
+        config.sqlite.connection_mode = (
+            metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
+        self.mlmd = metadata_store.MetadataStore(config)
+
+    def producer(self, artifact_id):
+        return next(e.execution_id for e in self.mlmd.get_events_by_artifact_ids([artifact_id])
                     if e.type == metadata_store_pb2.Event.OUTPUT)
 
-    def inputs(execution_id, key):
-        return [e.artifact_id for e in mlmd.get_events_by_execution_ids([execution_id])
+    def inputs(self, execution_id, key):
+        return [e.artifact_id for e in self.mlmd.get_events_by_execution_ids([execution_id])
                 if e.type == metadata_store_pb2.Event.INPUT
-                and e.path.steps[0].key == key]
+                and key in [step.key for step in e.path.steps]]
 
-    (model,) = inputs(producer(pushed[0].id), "model")
-    raw = set()
-    for transformed in inputs(producer(model), "examples"):
-        raw.update(inputs(producer(transformed), "examples"))
-    return {a.custom_properties["span"].int_value for a in mlmd.get_artifacts_by_id(raw)}
+    def pusher(self, pushed_version: str):
+        (pushed,) = [a for a in self.mlmd.get_artifacts_by_type("PushedModel")
+                     if a.custom_properties["pushed_version"].string_value == pushed_version]
+        return self.producer(pushed.id)
+
+    def spans_trained_on(self, pushed_version: str) -> set[int]:
+        """PushedModel <- Pusher <- Model <- Trainer <- examples <- Transform <- Examples."""
+        (model,) = self.inputs(self.pusher(pushed_version), "model")
+        raw = set()
+        for transformed in self.inputs(self.producer(model), "examples"):
+            raw.update(self.inputs(self.producer(transformed), "examples"))
+        return {a.custom_properties["span"].int_value
+                for a in self.mlmd.get_artifacts_by_id(raw)}
+
+    def baseline_of(self, pushed_version: str):
+        """The model the Evaluator that blessed this push compared against."""
+        (blessing,) = self.inputs(self.pusher(pushed_version), "model_blessing")
+        baselines = self.inputs(self.producer(blessing), "baseline_model")
+        return baselines[0] if baselines else None
 
 
 def test_served_model_is_latest_push_and_traces_to_its_spans(store, lineage_json):
@@ -39,7 +52,7 @@ def test_served_model_is_latest_push_and_traces_to_its_spans(store, lineage_json
     assert trace["destination"] == str(store.serving_dir / served)
 
     spans = [s["span"] for s in trace["spans"]]
-    assert set(spans) == spans_trained_on(store.metadata_path, served)
+    assert set(spans) == RawLineage(store.metadata_path).spans_trained_on(served)
     assert 16 in spans, "the run after span 16 arrived must have trained on it"
     for span in trace["spans"]:
         on_disk = sorted(glob.glob(str(store.data_dir / f"span-{span['span']}" / "*.csv")))
@@ -53,7 +66,7 @@ def test_older_version_traces_to_older_data(store, lineage_json):
     assert len(versions) >= 2
     trace = lineage_json("model", "--version", versions[0])["model_trace"]
     spans = {s["span"] for s in trace["spans"]}
-    assert spans == spans_trained_on(store.metadata_path, str(versions[0]))
+    assert spans == RawLineage(store.metadata_path).spans_trained_on(str(versions[0]))
     assert 16 not in spans, "pushed before span 16 existed"
 
 
@@ -63,7 +76,8 @@ def test_trace_names_evaluation_training_and_every_step(store, lineage_json):
     assert evaluation["blessed"] is True
     assert {"auc", "binary_accuracy"} <= set(evaluation["metrics"])
     assert {t["metric"] for t in evaluation["thresholds"]} >= {"AUC", "BinaryAccuracy"}
-    assert evaluation["baseline_model"] is not None  # a model was served before
+    served = str(store.pushed_versions()[-1])
+    assert evaluation["baseline_model"] == RawLineage(store.metadata_path).baseline_of(served)
     assert training["train_steps"] > 0
     assert training["hyperparameters"], "Trainer custom_config holds them"
     assert training["code_version"]
