@@ -163,6 +163,9 @@ def _status_code_name(code: int) -> str:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as TF Serving's evhttp server
+    # Headers and body go out in two writes; without TCP_NODELAY the body waits
+    # for the client's delayed ACK (~40 ms) on every keep-alive request.
+    disable_nagle_algorithm = True
     server_version = "TensorFlowServing-Python"
 
     def do_GET(self):

@@ -1,0 +1,85 @@
+"""Each component produced its expected artifacts, read back from the real ML
+Metadata store the pipeline runs wrote."""
+import os
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import run_summary
+
+EXPECTED_OUTPUTS = {
+    "CsvExampleGen": {"Examples"},
+    "StatisticsGen": {"ExampleStatistics"},
+    "SchemaGen": {"Schema"},
+    "ImportSchemaGen": {"Schema"},
+    "ExampleValidator": {"ExampleAnomalies"},
+    # Transform also writes statistics, schema and anomalies of the data it saw.
+    "Transform": {"TransformGraph", "Examples", "TransformCache", "ExampleStatistics",
+                  "Schema", "ExampleAnomalies"},
+    "Trainer": {"Model", "ModelRun"},
+    "Evaluator": {"ModelEvaluation", "ModelBlessing"},
+    "Pusher": {"PushedModel"},
+}
+
+
+@pytest.fixture(scope="module")
+def store(pipeline_runs):
+    return run_summary.open_store_readonly(pipeline_runs.metadata_path)
+
+
+def latest_execution(store, node_id):
+    node = store.get_context_by_type_and_name("node", f"taxi_tips.{node_id}")
+    assert node is not None, node_id
+    executions = store.get_executions_by_context(node.id)
+    return max(executions, key=lambda e: (e.create_time_since_epoch, e.id))
+
+
+def artifacts_of(store, execution, event_type):
+    events = [e for e in store.get_events_by_execution_ids([execution.id])
+              if e.type == event_type]
+    by_key = {}
+    for event, artifact in zip(events, store.get_artifacts_by_id([e.artifact_id for e in events])):
+        key = event.path.steps[0].key if event.path.steps else ""
+        by_key.setdefault(key, []).append(artifact)
+    return by_key
+
+
+def type_name(store, artifact):
+    return store.get_artifact_types_by_id([artifact.type_id])[0].name
+
+
+@pytest.mark.parametrize("node_id", sorted(EXPECTED_OUTPUTS))
+def test_component_outputs_exist_on_disk_and_in_metadata(store, node_id):
+    execution = latest_execution(store, node_id)
+    assert execution.last_known_state in (metadata_store_pb2.Execution.COMPLETE,
+                                          metadata_store_pb2.Execution.CACHED)
+    outputs = [a for artifacts in artifacts_of(
+        store, execution, metadata_store_pb2.Event.OUTPUT).values() for a in artifacts]
+    assert {type_name(store, a) for a in outputs} == EXPECTED_OUTPUTS[node_id]
+    for artifact in outputs:
+        assert os.path.isdir(artifact.uri) and os.listdir(artifact.uri), artifact.uri
+
+
+def test_example_gen_splits_each_span_into_train_and_eval(store):
+    execution = latest_execution(store, "CsvExampleGen")
+    (examples,) = artifacts_of(store, execution, metadata_store_pb2.Event.OUTPUT)["examples"]
+    assert run_summary.span_of(examples) == 16
+    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train"]
+
+
+def test_transform_and_trainer_read_the_rolling_window(store):
+    transform = latest_execution(store, "Transform")
+    inputs = artifacts_of(store, transform, metadata_store_pb2.Event.INPUT)
+    assert sorted(run_summary.span_of(a) for a in inputs["examples"]) == [14, 15, 16]
+    # The analyzer cache of the first training run was fed back to Transform.
+    assert len(inputs["analyzer_cache"]) == 1
+
+
+def test_evaluator_compared_the_new_model_with_the_pushed_one(store):
+    evaluator = latest_execution(store, "Evaluator")
+    inputs = artifacts_of(store, evaluator, metadata_store_pb2.Event.INPUT)
+    (candidate,), (baseline,) = inputs["model"], inputs["baseline_model"]
+    assert baseline.id != candidate.id
+    assert baseline.create_time_since_epoch < candidate.create_time_since_epoch
+    (blessing,) = artifacts_of(store, evaluator, metadata_store_pb2.Event.OUTPUT)["blessing"]
+    assert blessing.custom_properties["blessed"].int_value == 1
