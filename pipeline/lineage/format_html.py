@@ -21,6 +21,7 @@ body { margin: 0; font-family: sans-serif; color: #111827; display: flex;
         flex-direction: column; }
 #side h1 { font-size: 15px; margin: 12px; }
 #filter { margin: 0 12px 8px; padding: 4px; }
+#legend { margin: 0 12px 8px; font-size: 11px; color: #4b5563; }
 #node-index { list-style: none; margin: 0; padding: 0 12px; overflow: auto;
               flex: 1; font-size: 12px; }
 #node-index li { padding: 3px 4px; cursor: pointer; border-radius: 3px; }
@@ -160,6 +161,9 @@ def to_html(graph: LineageGraph, title: str, summary: str = '') -> str:
 <body>
 <div id="side">
   <h1>{html.escape(title)}</h1>
+  <p id="legend">Data flows left to right. Square boxes are executions
+  (green ran, grey dashed came from the cache, red failed); rounded boxes are
+  artifacts. Click one to see where it came from and went.</p>
   <input id="filter" type="search" placeholder="filter nodes">
   <ul id="node-index"></ul>
   <div id="details">Click a node.</div>
