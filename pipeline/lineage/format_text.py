@@ -206,6 +206,16 @@ def model_trace(trace: ModelTrace) -> str:
     if training.code_version:
       out.append(f'  code ver.   {training.code_version}')
 
+  transform = trace.transform
+  if transform:
+    out += ['', 'Transform', f'  step        {_execution_line(graph, transform.execution)}',
+            f'  graph       TransformGraph #{transform.transform_graph}  '
+            f'{transform.uri}']
+    for key, value in sorted(transform.code.items()):
+      out.append(f'  code        {key} = {value}')
+    if transform.code_version:
+      out.append(f'  code ver.   {transform.code_version}')
+
   out += ['', f'Data ({len(trace.spans)} span(s))']
   for span in trace.spans:
     out.append(f'  span {span.span}'

@@ -130,6 +130,15 @@ class TrainingRecord:
 
 
 @dataclasses.dataclass
+class TransformRecord:
+  execution: int
+  transform_graph: int  # TransformGraph artifact id
+  uri: str
+  code: dict[str, str]  # preprocessing_fn / module_file / module_path
+  code_version: Optional[str]
+
+
+@dataclasses.dataclass
 class AnomaliesRecord:
   artifact: int
   produced_by: Optional[int]
@@ -150,6 +159,7 @@ class ModelTrace:
   statistics: list[ArtifactRecord]
   anomalies: list[AnomaliesRecord]
   graph: LineageGraph
+  transform: Optional[TransformRecord] = None
 
 
 @dataclasses.dataclass

@@ -15,7 +15,8 @@ from pipeline.lineage import artifact_files, queries, walk
 from pipeline.lineage.records import (AnomaliesRecord, ArtifactRecord,
                                       ArtifactReport, Edge, EvaluationRecord,
                                       LineageGraph, ModelTrace, SpanRecord,
-                                      Threshold, TrainedModel, TrainingRecord)
+                                      Threshold, TrainedModel, TrainingRecord,
+                                      TransformRecord)
 
 
 def _producer(graph: LineageGraph, artifact_id: int) -> Optional[int]:
@@ -204,12 +205,12 @@ def _hyperparameters(graph: LineageGraph, trainer: int) -> dict[str, Any]:
   return params
 
 
-_CODE_PROPERTIES = ('module_file', 'module_path', 'run_fn', 'trainer_fn')
+_CODE_PROPERTIES = ('module_file', 'module_path', 'run_fn', 'trainer_fn',
+                    'preprocessing_fn')
 
 
-def training_of(graph: LineageGraph, model: ArtifactRecord,
-                trainer: int) -> TrainingRecord:
-  props = graph.executions[trainer].properties
+def _code(props: dict[str, Any]) -> tuple[dict[str, str], Optional[str]]:
+  """The user code an execution ran, and its version where one is recorded."""
   code = {k: str(props[k]) for k in _CODE_PROPERTIES if props.get(k)}
   # TFX packages a module file as a wheel whose name carries a content hash
   # ("module@.../tfx_user_code_Trainer-0.0+<hash>-py3-none-any.whl").
@@ -217,11 +218,29 @@ def training_of(graph: LineageGraph, model: ArtifactRecord,
   module_path = props.get('module_path', '')
   if isinstance(module_path, str) and '+' in module_path:
     code_version = module_path.split('+', 1)[1].split('-', 1)[0]
+  # Pipelines may also record one themselves (ours: custom_config.code_version).
   custom = props.get('custom_config')
   for source in (props, custom if isinstance(custom, dict) else {}):
     for key, value in source.items():
       if 'commit' in key or key.endswith('code_version'):
         code_version = str(value)
+  return code, code_version
+
+
+def transform_of(graph: LineageGraph,
+                 transform_graph: ArtifactRecord) -> TransformRecord:
+  execution = _producer(graph, transform_graph.id)
+  code, code_version = _code(graph.executions[execution].properties)
+  return TransformRecord(execution=execution,
+                         transform_graph=transform_graph.id,
+                         uri=transform_graph.uri, code=code,
+                         code_version=code_version)
+
+
+def training_of(graph: LineageGraph, model: ArtifactRecord,
+                trainer: int) -> TrainingRecord:
+  props = graph.executions[trainer].properties
+  code, code_version = _code(props)
   return TrainingRecord(
       execution=trainer,
       model=model.id,
@@ -320,8 +339,14 @@ def trace_pushed_model(store: queries.Store,
   evaluation = training = None
   if blessing is not None and _producer(graph, blessing.id):
     evaluation = evaluation_of(store, graph, _producer(graph, blessing.id))
+  transform = None
   if model is not None and _producer(graph, model.id):
-    training = training_of(graph, model, _producer(graph, model.id))
+    trainer = _producer(graph, model.id)
+    training = training_of(graph, model, trainer)
+    transform_graph = next((graph.artifacts[a] for k, a in _inputs(graph, trainer)
+                            if graph.artifacts[a].type == 'TransformGraph'), None)
+    if transform_graph is not None and _producer(graph, transform_graph.id):
+      transform = transform_of(graph, transform_graph)
   ingested = _ingested_examples(graph)
   statistics, schemas, anomalies = _data_checks(store, graph, ingested)
   return ModelTrace(
@@ -338,6 +363,7 @@ def trace_pushed_model(store: queries.Store,
       statistics=statistics,
       anomalies=anomalies,
       graph=graph,
+      transform=transform,
   )
 
 

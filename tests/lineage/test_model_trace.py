@@ -81,6 +81,9 @@ def test_trace_names_evaluation_training_and_every_step(store, lineage_json):
     assert training["train_steps"] > 0
     assert training["hyperparameters"], "Trainer custom_config holds them"
     assert training["code_version"]
+    transform = trace["transform"]
+    assert transform["code"] and transform["code_version"]
+    assert str(transform["transform_graph"]) in trace["graph"]["artifacts"]
     nodes = {e["node"] for e in trace["graph"]["executions"].values()}
     assert {"Pusher", "Evaluator", "Trainer", "Transform", "CsvExampleGen",
             "ImportSchemaGen", "StatisticsGen", "ExampleValidator", "SchemaGen"} <= nodes
@@ -95,7 +98,7 @@ def test_trace_names_evaluation_training_and_every_step(store, lineage_json):
 def test_text_tree_reads_from_push_to_data(lineage):
     text = lineage("model")
     for expected in ("Pushed model version", "Evaluation", "BLESSED", "threshold",
-                     "Training", "hyperparam", "Data", "span 16", "fingerprint",
+                     "Training", "hyperparam", "Transform", "Data", "span 16", "fingerprint",
                      "Schema and data checks", "Lineage"):
         assert expected in text
     tree = text.split("Lineage (each artifact <- the step that made it)\n", 1)[1]
