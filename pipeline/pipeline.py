@@ -9,7 +9,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.input_resolution import canned_resolver_functions
 
-from models import features
+from models import features, signatures
 from pipeline import config as pipeline_config
 from pipeline.components.atomic_pusher import AtomicPusherExecutor
 from pipeline.components.baseline_model import BlessedBeforeCandidateStrategy
@@ -33,9 +33,8 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
             lower_bound={"value": cfg.min_accuracy}))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
-            signature_name="serving_default",
+            signature_name=signatures.EVALUATION_SIGNATURE,
             label_key=features.TRANSFORMED_LABEL_KEY,
-            prediction_key="outputs",
             preprocessing_function_names=["transform_features"])],
         slicing_specs=[tfma.SlicingSpec()] + [
             tfma.SlicingSpec(feature_keys=[key]) for key in cfg.slice_features],
@@ -82,8 +81,12 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
         schema=curated_schema.outputs["schema"])
     gate = ValidationGate(anomalies=validation.outputs["anomalies"])
 
+    # A component's output channel would give only this run's artifacts; these
+    # channels query every run of the pipeline in ML Metadata.
+    all_spans = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                producer_component_id=new_span.id, output_key="examples")
     window = canned_resolver_functions.rolling_range(
-        new_span.outputs["examples"], num_spans=cfg.training_window_spans, min_spans=1)
+        all_spans, num_spans=cfg.training_window_spans, min_spans=1)
     analyzer_cache = tfx.dsl.Resolver(
         strategy_class=CacheBeforeNewestSpanStrategy,
         examples=new_span.outputs["examples"],
@@ -109,9 +112,11 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
 
     baseline = tfx.dsl.Resolver(
         strategy_class=BlessedBeforeCandidateStrategy,
-        model=trainer.outputs["model"],
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                              producer_component_id=trainer.id, output_key="model"),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("baseline_model_resolver")
+    baseline.add_upstream_node(trainer)  # the candidate must exist to be excluded
     evaluator = tfx.components.Evaluator(
         examples=new_span.outputs["examples"],  # judged on the newest data
         model=trainer.outputs["model"],

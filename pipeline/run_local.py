@@ -162,6 +162,8 @@ def run(cfg: pipeline_config.PipelineConfig, out) -> int:
         summary = run_summary.summarize_latest_run(cfg.metadata_path)
 
     print(f"Finished in {time.time() - started:.1f}s.", file=out)
+    if summary.evaluation() and error is None:
+        print(summary.evaluation(), file=out)
     print(f"The run failed: {error}" if error is not None else summary.outcome(),
           file=out)
     print(f"Serving directory: {cfg.serving_model_dir}\n"

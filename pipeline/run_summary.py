@@ -48,6 +48,17 @@ class RunSummary:
     pusher_cached: bool = False
     blessed: bool | None = None  # None: the Evaluator did not run
     failed_thresholds: list[str] = dataclasses.field(default_factory=list)
+    # Overall-slice metrics by model ("candidate", "baseline") and metric name.
+    metrics: dict = dataclasses.field(default_factory=dict)
+
+    def evaluation(self) -> str:
+        """e.g. 'Evaluator: candidate auc 0.871, binary_accuracy 0.842; baseline ...'"""
+        def shown(name, value):
+            return f"{name} {value:.0f}" if name == "example_count" else f"{name} {value:.3f}"
+        parts = [f"{model} " + ", ".join(shown(name, value)
+                                         for name, value in sorted(values.items()))
+                 for model, values in sorted(self.metrics.items(), reverse=True)]
+        return "Evaluator (overall): " + "; ".join(parts) if parts else ""
 
     def outcome(self) -> str:
         if self.pushed_version and self.pusher_cached:
@@ -104,10 +115,29 @@ def summarize_latest_run(metadata_path: pathlib.Path) -> RunSummary:
             summary.pusher_cached = _made_before(pushed, run)
     for blessing in outputs.get("ModelBlessing", []):
         summary.blessed = blessing.custom_properties["blessed"].int_value == 1
-    if summary.blessed is False:
-        for evaluation in outputs.get("ModelEvaluation", []):
+    for evaluation in outputs.get("ModelEvaluation", []):
+        summary.metrics = _overall_metrics(evaluation.uri)
+        if summary.blessed is False:
             summary.failed_thresholds += _failed_thresholds(evaluation.uri)
     return summary
+
+
+REPORTED_METRICS = ("auc", "binary_accuracy", "example_count")
+
+
+def _overall_metrics(evaluation_uri: str) -> dict:
+    import tensorflow_model_analysis as tfma
+
+    metrics: dict = {}
+    for per_slice in tfma.load_metrics(evaluation_uri):
+        if per_slice.slice_key.single_slice_keys:
+            continue  # only the overall slice
+        for entry in per_slice.metric_keys_and_values:
+            key = entry.key
+            if key.name in REPORTED_METRICS and not key.is_diff:
+                model = key.model_name or "candidate"
+                metrics.setdefault(model, {})[key.name] = entry.value.double_value.value
+    return metrics
 
 
 def _made_before(artifact, run_context) -> bool:

@@ -1,13 +1,13 @@
 """What users rely on at the two ends of the pipeline: bad data never reaches a
 model, and the pushed model answers REST calls with raw feature values."""
 import csv
-import shutil
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import run_pipeline
+from tests.conftest import copy_store, run_pipeline
 from tests.serving.conftest import start_server
 
 RAW_TRIP = {"trip_miles": 3.2, "fare": 11.25, "trip_seconds": 780,
@@ -33,11 +33,7 @@ def write_bad_span(source_csv, target_csv):
 
 
 def test_bad_span_stops_the_run_before_training_and_pushes_nothing(pipeline_runs, tmp_path):
-    # Work on a copy of the store, so the shared one stays as the other tests expect.
-    data_dir, output_dir = tmp_path / "data", tmp_path / "outputs"
-    shutil.copytree(pipeline_runs.data_dir, data_dir)
-    shutil.copytree(pipeline_runs.output_dir / "serving_model", output_dir / "serving_model")
-    shutil.copy(pipeline_runs.metadata_path, output_dir / "metadata.sqlite")
+    data_dir, output_dir = copy_store(pipeline_runs, tmp_path)
     versions_before = sorted(p.name for p in (output_dir / "serving_model/taxi_tips").iterdir())
     write_bad_span(data_dir / "span-16" / "data.csv", data_dir / "span-17" / "data.csv")
 
@@ -118,3 +114,17 @@ def test_bad_request_gets_tf_serving_error_and_the_server_keeps_serving(taxi_ser
         "/v1/models/taxi_tips:predict", {"signature_name": "serving_raw", "instances": [RAW_TRIP]})
     assert status == 200
     np.testing.assert_equal(taxi_server.process.poll(), None)
+
+
+def test_evaluator_gate_blocks_a_model_below_the_bar(pipeline_runs, tmp_path):
+    data_dir, output_dir = copy_store(pipeline_runs, tmp_path)
+    versions_before = sorted(p.name for p in (output_dir / "serving_model/taxi_tips").iterdir())
+
+    result = run_pipeline(data_dir, output_dir, "--min-auc", "0.999")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing pushed: the Evaluator did not bless the model" in result.stdout
+    assert re.search(r"auc 0\.\d+ on Overall", result.stdout)
+    assert re.search(r"Trainer\s+cached", result.stdout)  # only the evaluation changed
+    assert sorted(p.name for p in (output_dir / "serving_model/taxi_tips").iterdir()) \
+        == versions_before
