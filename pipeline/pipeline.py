@@ -118,7 +118,9 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
     ).with_id("baseline_model_resolver")
     baseline.add_upstream_node(trainer)  # the candidate must exist to be excluded
     evaluator = tfx.components.Evaluator(
-        examples=new_span.outputs["examples"],  # judged on the newest data
+        # The eval splits of the whole window, newest span included: a few
+        # dozen trips of one quarter would make the bars a coin toss.
+        examples=window,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(cfg))
