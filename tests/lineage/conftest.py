@@ -1,12 +1,9 @@
 """Fixtures for the lineage tests: the shared pipeline store and the CLI.
 
 The store is the one `pipeline_runs` (tests/conftest.py) writes with real TFX
-runs. LINEAGE_TEST_OUTPUT_DIR points at the outputs of an earlier run of the
-same flow instead, to iterate on the tool without re-running the pipeline.
+runs: a first run, a cached rerun, and a run after span 16 arrived.
 """
-import dataclasses
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -16,31 +13,10 @@ import pytest
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-@dataclasses.dataclass
-class LineageStore:
-    output_dir: pathlib.Path
-    data_dir: pathlib.Path
-
-    @property
-    def metadata_path(self) -> pathlib.Path:
-        return self.output_dir / "metadata.sqlite"
-
-    @property
-    def serving_dir(self) -> pathlib.Path:
-        return self.output_dir / "serving_model" / "taxi_tips"
-
-    def pushed_versions(self) -> list[int]:
-        return sorted(int(p.name) for p in self.serving_dir.iterdir() if p.name.isdigit())
-
-
 @pytest.fixture(scope="session")
-def store(request) -> LineageStore:
-    reuse = os.environ.get("LINEAGE_TEST_OUTPUT_DIR")
-    if reuse:
-        output_dir = pathlib.Path(reuse)
-        return LineageStore(output_dir, output_dir.parent / "data")
-    runs = request.getfixturevalue("pipeline_runs")
-    return LineageStore(runs.output_dir, runs.data_dir)
+def store(pipeline_runs):
+    """.metadata_path, .data_dir, .serving_dir and .pushed_versions() of the runs."""
+    return pipeline_runs
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
