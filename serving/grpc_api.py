@@ -4,6 +4,7 @@ A thin layer like model_servers/prediction_service_impl.cc: it turns protos into
 and serialized examples, asks the manager for a Servable and maps ServingError to status.
 """
 import logging
+import math
 import time
 
 import grpc
@@ -85,11 +86,52 @@ def _serialized_examples(input_proto) -> list:
     return []
 
 
+# DataType -> (numpy dtype, the typed TensorProto field that holds its values).
+_PROTO_FIELDS = {
+    types_pb2.DT_FLOAT: (np.float32, "float_val"), types_pb2.DT_DOUBLE: (np.float64, "double_val"),
+    types_pb2.DT_INT32: (np.int32, "int_val"), types_pb2.DT_INT16: (np.int16, "int_val"),
+    types_pb2.DT_INT8: (np.int8, "int_val"), types_pb2.DT_UINT8: (np.uint8, "int_val"),
+    types_pb2.DT_UINT16: (np.uint16, "int_val"), types_pb2.DT_INT64: (np.int64, "int64_val"),
+    types_pb2.DT_UINT32: (np.uint32, "uint32_val"), types_pb2.DT_UINT64: (np.uint64, "uint64_val"),
+    types_pb2.DT_BOOL: (np.bool_, "bool_val"), types_pb2.DT_STRING: (object, "string_val"),
+}
+
+
+def _tensor_proto_to_numpy(tensor_proto):
+    """TensorProto -> ndarray with TF's Tensor::FromProto rules for the common dtypes.
+
+    tf.make_ndarray costs ~15 us a tensor, as much as a small model's whole run for a
+    request of 14 raw features; this direct path is a few times faster.
+    """
+    dtype_and_field = _PROTO_FIELDS.get(tensor_proto.dtype)
+    if dtype_and_field is None:  # half, bfloat16, complex, ...: TF's own converter
+        return tf.make_ndarray(tensor_proto)
+    dtype, field = dtype_and_field
+    shape = [d.size for d in tensor_proto.tensor_shape.dim]
+    if min(shape, default=0) < 0:
+        raise ValueError("negative dimension")
+    count = math.prod(shape)
+    if tensor_proto.tensor_content and dtype is not object:
+        return np.frombuffer(tensor_proto.tensor_content, dtype=dtype).reshape(shape).copy()
+    values = list(getattr(tensor_proto, field))
+    if len(values) > count:
+        raise ValueError("more values than the shape holds")
+    if len(values) < count:
+        # Like TF, a short value list is padded with its last value (or zeros/empty).
+        values += [values[-1] if values else (b"" if dtype is object else 0)] * (
+            count - len(values))
+    if dtype is object:
+        array = np.empty(count, dtype=object)
+        array[:] = values
+        return array.reshape(shape)
+    return np.array(values, dtype=dtype).reshape(shape)
+
+
 def _inputs_as_numpy(request_inputs) -> dict:
     arrays = {}
     for alias, tensor_proto in request_inputs.items():
         try:
-            arrays[alias] = tf.make_ndarray(tensor_proto)
+            arrays[alias] = _tensor_proto_to_numpy(tensor_proto)
         except Exception:  # any malformed TensorProto: TF's FromProto just fails
             raise errors.invalid_argument(f"tensor parsing error: {alias}") from None
     return arrays
