@@ -176,6 +176,16 @@ def test_predict_unparsable_tensor(stub):
         grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: x")
 
 
+def test_predict_short_value_list_is_padded_like_tf(stub):
+    # TF's Tensor::FromProto repeats the last value to fill the shape.
+    request = predict_request()
+    request.inputs["x"].dtype = types_pb2.DT_FLOAT
+    request.inputs["x"].tensor_shape.dim.add().size = 3
+    request.inputs["x"].float_val.extend([1.0, 4.0])
+    response = stub.Predict(request, timeout=30)
+    assert list(response.outputs["y"].float_val) == [2.5, 4.0, 4.0]
+
+
 def test_predict_unknown_signature(stub):
     request = predict_request(signature="nope", x=np.array([1.0], np.float32))
     assert rpc_error(stub.Predict, request) == (
