@@ -13,7 +13,8 @@ from typing import Iterable, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.lineage import convert, queries
-from pipeline.lineage.records import Edge, LineageGraph, RunRecord
+from pipeline.lineage.records import (ArtifactRecord, Edge, LineageGraph,
+                                      RunRecord)
 
 # Inputs that feed an execution without being what its outputs are made from:
 # the Evaluator compares against a baseline model, and Transform's analyzer
@@ -223,3 +224,21 @@ def merge(*graphs: LineageGraph) -> LineageGraph:
         seen.add(key)
         merged.edges.append(edge)
   return merged
+
+
+def producer_of(graph: LineageGraph, artifact_id: int) -> Optional[int]:
+  """The execution that made an artifact, as far as this graph knows."""
+  return next((e.execution for e in graph.edges
+               if e.kind == 'output' and e.artifact == artifact_id), None)
+
+
+def inputs_of(graph: LineageGraph, execution_id: int) -> list[tuple[str, int]]:
+  """(input name, artifact id) pairs an execution consumed in this graph."""
+  return [(e.key, e.artifact) for e in graph.edges
+          if e.kind == 'input' and e.execution == execution_id]
+
+
+def artifacts_of_type(graph: LineageGraph,
+                      type_name: str) -> list[ArtifactRecord]:
+  return sorted((a for a in graph.artifacts.values() if a.type == type_name),
+                key=lambda a: a.id)
