@@ -165,59 +165,54 @@ def _threshold_text(threshold) -> str:
   return f'{threshold.metric} ({threshold.slices}): ' + ', '.join(parts)
 
 
-def model_trace(trace: ModelTrace) -> str:
-  graph = trace.graph
-  out = [f'Pushed model version {trace.version}  (PushedModel #'
-         f'{trace.pushed_model.id})']
-  if trace.destination:
-    out.append(f'  served from  {trace.destination}')
-  if trace.model:
-    out.append(f'  model        Model #{trace.model.id}  {trace.model.uri}')
+def _code_lines(code: dict[str, str], version) -> list[str]:
+  lines = [f'  code        {key} = {value}' for key, value in sorted(code.items())]
+  return lines + ([f'  code ver.   {version}'] if version else [])
 
-  evaluation = trace.evaluation
-  if evaluation:
-    out += ['', 'Evaluation', f'  step        {_execution_line(graph, evaluation.execution)}']
-    verdict = {True: 'BLESSED', False: 'NOT blessed', None: 'unknown'}
-    out.append(f'  blessing    {verdict[evaluation.blessed]}'
-               f'  (ModelBlessing #{evaluation.blessing})')
-    for name, value in sorted(evaluation.metrics.items()):
-      base = evaluation.baseline_metrics.get(name)
-      base_text = f'   baseline {base:.4f}' if base is not None else ''
-      out.append(f'  metric      {name} = {value:.4f}{base_text}')
-    for threshold in evaluation.thresholds:
-      out.append(f'  threshold   {_threshold_text(threshold)}')
-    if evaluation.baseline_model:
-      pushed = ', '.join(evaluation.baseline_pushed_versions) or 'never pushed'
-      out.append(f'  baseline    Model #{evaluation.baseline_model} '
-                 f'(pushed as {pushed})')
-    else:
-      out.append('  baseline    none: no baseline model was resolved, so only '
-                 'the absolute thresholds applied')
 
-  training = trace.training
-  if training:
-    out += ['', 'Training', f'  step        {_execution_line(graph, training.execution)}']
-    out.append(f'  steps       train {training.train_steps}, '
-               f'eval {training.eval_steps}')
-    for key, value in sorted(training.hyperparameters.items()):
-      out.append(f'  hyperparam  {key} = {_short(value)}')
-    for key, value in sorted(training.code.items()):
-      out.append(f'  code        {key} = {value}')
-    if training.code_version:
-      out.append(f'  code ver.   {training.code_version}')
+def _evaluation_lines(graph: LineageGraph, evaluation) -> list[str]:
+  verdict = {True: 'BLESSED', False: 'NOT blessed', None: 'unknown'}
+  out = ['', 'Evaluation',
+         f'  step        {_execution_line(graph, evaluation.execution)}',
+         f'  blessing    {verdict[evaluation.blessed]}'
+         f'  (ModelBlessing #{evaluation.blessing})']
+  for name, value in sorted(evaluation.metrics.items()):
+    base = evaluation.baseline_metrics.get(name)
+    base_text = f'   baseline {base:.4f}' if base is not None else ''
+    out.append(f'  metric      {name} = {value:.4f}{base_text}')
+  for threshold in evaluation.thresholds:
+    out.append(f'  threshold   {_threshold_text(threshold)}')
+  if evaluation.baseline_model:
+    pushed = ', '.join(evaluation.baseline_pushed_versions) or 'never pushed'
+    out.append(f'  baseline    Model #{evaluation.baseline_model} '
+               f'(pushed as {pushed})')
+  else:
+    out.append('  baseline    none: no baseline model was resolved, so only '
+               'the absolute thresholds applied')
+  return out
 
-  transform = trace.transform
-  if transform:
-    out += ['', 'Transform', f'  step        {_execution_line(graph, transform.execution)}',
-            f'  graph       TransformGraph #{transform.transform_graph}  '
-            f'{transform.uri}']
-    for key, value in sorted(transform.code.items()):
-      out.append(f'  code        {key} = {value}')
-    if transform.code_version:
-      out.append(f'  code ver.   {transform.code_version}')
 
-  out += ['', f'Data ({len(trace.spans)} span(s))']
-  for span in trace.spans:
+def _training_lines(graph: LineageGraph, training) -> list[str]:
+  out = ['', 'Training',
+         f'  step        {_execution_line(graph, training.execution)}',
+         f'  steps       train {training.train_steps}, '
+         f'eval {training.eval_steps}']
+  for key, value in sorted(training.hyperparameters.items()):
+    out.append(f'  hyperparam  {key} = {_short(value)}')
+  return out + _code_lines(training.code, training.code_version)
+
+
+def _transform_lines(graph: LineageGraph, transform) -> list[str]:
+  return ['', 'Transform',
+          f'  step        {_execution_line(graph, transform.execution)}',
+          f'  graph       TransformGraph #{transform.transform_graph}  '
+          f'{transform.uri}'] + _code_lines(transform.code,
+                                             transform.code_version)
+
+
+def _data_lines(graph: LineageGraph, spans) -> list[str]:
+  out = ['', f'Data ({len(spans)} span(s))']
+  for span in spans:
     out.append(f'  span {span.span}'
                + (f' version {span.version}' if span.version is not None else '')
                + f'  Examples #{span.examples}  splits '
@@ -233,8 +228,11 @@ def model_trace(trace: ModelTrace) -> str:
       same = span.fingerprint_now == span.fingerprint
       out.append('    on disk now  ' + ('unchanged' if same else
                                          f'CHANGED: {span.fingerprint_now}'))
+  return out
 
-  out += ['', 'Schema and data checks']
+
+def _check_lines(trace: ModelTrace) -> list[str]:
+  out = ['', 'Schema and data checks']
   for schema in trace.schemas:
     out.append(f'  schema       Schema #{schema.id} by {schema.producer_node}  '
                f'{schema.uri}')
@@ -249,7 +247,26 @@ def model_trace(trace: ModelTrace) -> str:
     for split, lines in sorted(anomalies.anomalies.items()):
       for line in lines:
         out.append(f'                 [{split}] {line}')
+  return out
 
+
+def model_trace(trace: ModelTrace) -> str:
+  """Summary sections (evaluation, training, data, checks), then the tree."""
+  graph = trace.graph
+  out = [f'Pushed model version {trace.version}  (PushedModel #'
+         f'{trace.pushed_model.id})']
+  if trace.destination:
+    out.append(f'  served from  {trace.destination}')
+  if trace.model:
+    out.append(f'  model        Model #{trace.model.id}  {trace.model.uri}')
+  if trace.evaluation:
+    out += _evaluation_lines(graph, trace.evaluation)
+  if trace.training:
+    out += _training_lines(graph, trace.training)
+  if trace.transform:
+    out += _transform_lines(graph, trace.transform)
+  out += _data_lines(graph, trace.spans)
+  out += _check_lines(trace)
   out += ['', 'Lineage (each artifact <- the step that made it)',
           upstream_tree(graph, trace.pushed_model.id)]
   return '\n'.join(out)
