@@ -36,6 +36,7 @@ from serving.client import GrpcClient, RestClient  # noqa: E402
 
 WORK_DIR = REPO / "benchmarks" / "_work"  # server logs; git-ignored
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+FINDINGS = "## Findings"
 
 
 def parse_args(argv=None):
@@ -335,7 +336,11 @@ def write_report(path, args, results, in_process, context):
     for (transport, batching, concurrency), stats in results:
         lines.append(row(transport, batching, concurrency, stats))
     lines += ["", "## Reading it", ""] + context["notes"]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # A hand-written "## Findings" section survives a re-run; only the numbers change.
+    previous = Path(path).read_text(encoding="utf-8") if Path(path).exists() else ""
+    findings = previous[previous.find(FINDINGS):] if FINDINGS in previous else ""
+    Path(path).write_text("\n".join(lines) + "\n" + ("\n" + findings if findings else ""),
+                          encoding="utf-8")
 
 
 def main(argv=None):
