@@ -117,10 +117,11 @@ def test_bad_request_gets_tf_serving_error_and_the_server_keeps_serving(taxi_ser
 
 
 def test_evaluator_gate_blocks_a_model_below_the_bar(pipeline_runs, tmp_path):
-    data_dir, output_dir = copy_store(pipeline_runs, tmp_path)
+    _, output_dir = copy_store(pipeline_runs, tmp_path)
     versions_before = sorted(p.name for p in (output_dir / "serving_model/taxi_tips").iterdir())
 
-    result = run_pipeline(data_dir, output_dir, "--min-auc", "0.999")
+    # The same data folder, so that every step before the Evaluator is cached.
+    result = run_pipeline(pipeline_runs.data_dir, output_dir, "--min-auc", "0.999")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Nothing pushed: the Evaluator did not bless the model" in result.stdout
