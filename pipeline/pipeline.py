@@ -7,7 +7,6 @@ spans -> Evaluator against the serving model -> Pusher, only if blessed.
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
-from tfx.dsl.input_resolution import canned_resolver_functions
 
 from models import features, signatures
 from pipeline import config as pipeline_config
@@ -81,19 +80,23 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
         schema=curated_schema.outputs["schema"])
     gate = ValidationGate(anomalies=validation.outputs["anomalies"])
 
-    # A component's output channel would give only this run's artifacts; these
-    # channels query every run of the pipeline in ML Metadata.
-    all_spans = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                                producer_component_id=new_span.id, output_key="examples")
-    window = canned_resolver_functions.rolling_range(
-        all_spans, num_spans=cfg.training_window_spans, min_spans=1)
+    # A component's output channel gives only this run's artifacts; a plain
+    # Channel into a Resolver queries every run of the pipeline in ML Metadata.
+    window = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+        config={"range_config": tfx.proto.RangeConfig(rolling_range=tfx.proto.RollingRange(
+            num_spans=cfg.training_window_spans))},
+        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                 producer_component_id=new_span.id, output_key="examples"),
+    ).with_id("training_window_resolver")
+    window.add_upstream_node(new_span)
     analyzer_cache = tfx.dsl.Resolver(
         strategy_class=CacheBeforeNewestSpanStrategy,
         examples=new_span.outputs["examples"],
         cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
     ).with_id("transform_cache_resolver")
     transform = tfx.components.Transform(
-        examples=window,
+        examples=window.outputs["examples"],
         schema=curated_schema.outputs["schema"],
         analyzer_cache=analyzer_cache.outputs["cache"],
         preprocessing_fn=pipeline_config.PREPROCESSING_FN,
@@ -120,7 +123,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
     evaluator = tfx.components.Evaluator(
         # The eval splits of the whole window, newest span included: a few
         # dozen trips of one quarter would make the bars a coin toss.
-        examples=window,
+        examples=window.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(cfg))
@@ -139,7 +142,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
         metadata_connection_config=tfx.orchestration.metadata
         .sqlite_metadata_connection_config(str(cfg.metadata_path)),
         components=[new_span, statistics, inferred_schema, curated_schema, validation,
-                    gate, analyzer_cache, transform, trainer, baseline, evaluator,
+                    gate, window, analyzer_cache, transform, trainer, baseline, evaluator,
                     pusher],
         enable_cache=cfg.enable_cache,
         beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS)
