@@ -37,10 +37,11 @@ def latest_execution(store, node_id):
 def artifacts_of(store, execution, event_type):
     events = [e for e in store.get_events_by_execution_ids([execution.id])
               if e.type == event_type]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
     by_key = {}
-    for event, artifact in zip(events, store.get_artifacts_by_id([e.artifact_id for e in events])):
+    for event in events:
         key = event.path.steps[0].key if event.path.steps else ""
-        by_key.setdefault(key, []).append(artifact)
+        by_key.setdefault(key, []).append(artifacts[event.artifact_id])
     return by_key
 
 
