@@ -66,19 +66,26 @@ def example_gen(cfg: pipeline_config.PipelineConfig, span: int | None = None):
         range_config=range_config)
 
 
-def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
-    code_version = pipeline_config.model_code_version()
-
-    new_span = example_gen(cfg)
+def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int | None = None):
+    """ExampleGen, statistics and validation of one span against the curated
+    schema; the gate fails the run if the span has anomalies."""
+    new_span = example_gen(cfg, span)
     statistics = tfx.components.StatisticsGen(examples=new_span.outputs["examples"])
-    # SchemaGen infers a schema for people to compare; the curated one rules.
-    inferred_schema = tfx.components.SchemaGen(
-        statistics=statistics.outputs["statistics"], infer_feature_shape=True)
     curated_schema = tfx.components.ImportSchemaGen(schema_file=str(cfg.schema_file))
     validation = tfx.components.ExampleValidator(
         statistics=statistics.outputs["statistics"],
         schema=curated_schema.outputs["schema"])
     gate = ValidationGate(anomalies=validation.outputs["anomalies"])
+    return new_span, statistics, curated_schema, validation, gate
+
+
+def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
+    code_version = pipeline_config.model_code_version()
+
+    new_span, statistics, curated_schema, validation, gate = validated_ingestion(cfg)
+    # SchemaGen infers a schema for people to compare; the curated one rules.
+    inferred_schema = tfx.components.SchemaGen(
+        statistics=statistics.outputs["statistics"], infer_feature_shape=True)
 
     # A component's output channel gives only this run's artifacts; a plain
     # Channel into a Resolver queries every run of the pipeline in ML Metadata.
@@ -149,13 +156,14 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
 
 
 def ingestion_pipeline(cfg: pipeline_config.PipelineConfig, span: int) -> tfx.dsl.Pipeline:
-    """ExampleGen alone, for one older span: fills the training window on a new
-    store. Same pipeline name and node id, so its Examples join the same channel."""
+    """Ingests and validates one older span: fills the training window on a new
+    store. Same pipeline name and node ids, so its Examples join the same channel,
+    and a bad old span stops the run just as a bad new one does."""
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_config.PIPELINE_NAME,
         pipeline_root=str(cfg.pipeline_root),
         metadata_connection_config=tfx.orchestration.metadata
         .sqlite_metadata_connection_config(str(cfg.metadata_path)),
-        components=[example_gen(cfg, span)],
+        components=list(validated_ingestion(cfg, span)),
         enable_cache=cfg.enable_cache,
         beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS)

@@ -7,24 +7,17 @@ nothing was pushed).
 import dataclasses
 import pathlib
 
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import config as pipeline_config
-
-
-def open_store_readonly(metadata_path: pathlib.Path) -> metadata_store.MetadataStore:
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = str(metadata_path)
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(connection)
+from pipeline.lineage.store import open_store  # read-only, as the lineage tool reads
 
 
 def ingested_spans(metadata_path: pathlib.Path) -> set[int]:
     """Spans that CsvExampleGen has already turned into Examples artifacts."""
     if not metadata_path.exists():
         return set()
-    store = open_store_readonly(metadata_path)
+    store = open_store(str(metadata_path))
     node = store.get_context_by_type_and_name(
         "node", f"{pipeline_config.PIPELINE_NAME}.CsvExampleGen")
     if node is None:
@@ -100,7 +93,7 @@ def _failed_thresholds(evaluation_uri: str) -> list[str]:
 def summarize_latest_run(metadata_path: pathlib.Path) -> RunSummary:
     if not metadata_path.exists():
         return RunSummary()
-    store = open_store_readonly(metadata_path)
+    store = open_store(str(metadata_path))
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
         return RunSummary()

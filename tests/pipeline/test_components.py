@@ -6,6 +6,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import run_summary
+from pipeline.lineage.store import open_store
 
 EXPECTED_OUTPUTS = {
     "CsvExampleGen": {"Examples"},
@@ -24,7 +25,7 @@ EXPECTED_OUTPUTS = {
 
 @pytest.fixture(scope="module")
 def store(pipeline_runs):
-    return run_summary.open_store_readonly(pipeline_runs.metadata_path)
+    return open_store(str(pipeline_runs.metadata_path))
 
 
 def latest_execution(store, node_id):
