@@ -17,7 +17,7 @@ setup(
         "tfx==1.16.0",
         "tensorflow==2.16.2",
         "tf-keras==2.16.0",
-        "apache-beam==2.74.0",
+        "apache-beam==2.59.0",  # the Beam TFX 1.16 was released with
         "dill==0.3.1.1",
         "ml-metadata==1.16.0",
         "tensorflow-transform==1.16.0",
@@ -25,7 +25,6 @@ setup(
         "tensorflow-model-analysis==0.47.1",
         "tensorflow-serving-api==2.16.1",
         "grpcio",
-        "prometheus-client",
         "pytest",
     ],
 )

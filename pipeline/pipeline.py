@@ -12,6 +12,7 @@ from models import features, signatures
 from pipeline import config as pipeline_config
 from pipeline.components.atomic_pusher import AtomicPusherExecutor
 from pipeline.components.baseline_model import BlessedBeforeCandidateStrategy
+from pipeline.components.training_window import ValidatedSpansStrategy
 from pipeline.components.transform_cache import CacheBeforeNewestSpanStrategy
 from pipeline.components.validation_gate import ValidationGate
 
@@ -90,13 +91,12 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
     # A component's output channel gives only this run's artifacts; a plain
     # Channel into a Resolver queries every run of the pipeline in ML Metadata.
     window = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
-        config={"range_config": tfx.proto.RangeConfig(rolling_range=tfx.proto.RollingRange(
-            num_spans=cfg.training_window_spans))},
+        strategy_class=ValidatedSpansStrategy,
+        config={"num_spans": cfg.training_window_spans},
         examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
                                  producer_component_id=new_span.id, output_key="examples"),
     ).with_id("training_window_resolver")
-    window.add_upstream_node(new_span)
+    window.add_upstream_node(gate)  # this run's span counts once it passed
     analyzer_cache = tfx.dsl.Resolver(
         strategy_class=CacheBeforeNewestSpanStrategy,
         examples=new_span.outputs["examples"],

@@ -103,7 +103,8 @@ def logs_to_file(log_path: pathlib.Path, progress: ProgressPrinter):
     log_file = open(log_path, "a", buffering=1)
     sys.stdout.flush(), sys.stderr.flush()
     saved_fds = os.dup(1), os.dup(2)
-    if progress.out is sys.stdout:  # keep talking to the terminal
+    console = progress.out
+    if console is sys.stdout:  # keep talking to the terminal
         progress.out = os.fdopen(os.dup(saved_fds[0]), "w", buffering=1)
     os.dup2(log_file.fileno(), 1)
     os.dup2(log_file.fileno(), 2)
@@ -122,6 +123,11 @@ def logs_to_file(log_path: pathlib.Path, progress: ProgressPrinter):
         sys.stdout.flush(), sys.stderr.flush()
         os.dup2(saved_fds[0], 1)
         os.dup2(saved_fds[1], 2)
+        for fd in saved_fds:
+            os.close(fd)
+        if progress.out is not console:
+            progress.out.close()
+            progress.out = console
         log_file.close()
 
 
@@ -136,7 +142,8 @@ def run(cfg: pipeline_config.PipelineConfig, out) -> int:
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     window = spans[-cfg.training_window_spans:]
     print(f"Pipeline {pipeline_config.PIPELINE_NAME}: spans {spans[0]}..{spans[-1]} "
-          f"on disk, training window {window[0]}..{window[-1]}", file=out, flush=True)
+          f"on disk; training on the latest {cfg.training_window_spans} that pass "
+          f"validation", file=out, flush=True)
     progress = ProgressPrinter(out)
     started = time.time()
     error = None
@@ -159,9 +166,16 @@ def run(cfg: pipeline_config.PipelineConfig, out) -> int:
         except Exception as exc:  # reported below, with the log file for details
             error = exc
             progress.finish("FAILED")
-        summary = run_summary.summarize_latest_run(cfg.metadata_path)
+        try:
+            summary = run_summary.summarize_latest_run(cfg.metadata_path)
+        except Exception as exc:  # a summary that cannot be read is no reason to crash
+            summary = run_summary.RunSummary()
+            print(f"Could not summarize the run from ML Metadata: {exc}", file=progress.out)
 
     print(f"Finished in {time.time() - started:.1f}s.", file=out)
+    if summary.trained_on_spans and error is None:
+        print("Trained on spans " + ", ".join(map(str, summary.trained_on_spans)) + ".",
+              file=out)
     if summary.evaluation() and error is None:
         print(summary.evaluation(), file=out)
     print(f"The run failed: {error}" if error is not None else summary.outcome(),

@@ -10,6 +10,7 @@ import pathlib
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import config as pipeline_config
+from pipeline.lineage import artifact_files
 from pipeline.lineage.store import open_store  # read-only, as the lineage tool reads
 
 
@@ -43,6 +44,7 @@ class RunSummary:
     failed_thresholds: list[str] = dataclasses.field(default_factory=list)
     # Overall-slice metrics by model ("candidate", "baseline") and metric name.
     metrics: dict = dataclasses.field(default_factory=dict)
+    trained_on_spans: list[int] = dataclasses.field(default_factory=list)
 
     def evaluation(self) -> str:
         """e.g. 'Evaluator: candidate auc 0.871, binary_accuracy 0.842; baseline ...'"""
@@ -102,6 +104,7 @@ def summarize_latest_run(metadata_path: pathlib.Path) -> RunSummary:
     outputs = _outputs_by_type(store, [execution.id for execution in executions])
     summary = RunSummary(run_id=run.name)
 
+    summary.trained_on_spans = _spans_read_by_transform(store, executions)
     for pushed in outputs.get("PushedModel", []):
         if pushed.custom_properties["pushed"].int_value == 1:
             summary.pushed_version = pushed.custom_properties["pushed_version"].string_value
@@ -119,18 +122,21 @@ REPORTED_METRICS = ("auc", "binary_accuracy", "example_count")
 
 
 def _overall_metrics(evaluation_uri: str) -> dict:
-    import tensorflow_model_analysis as tfma
+    return {model: {name: value for name, value in values.items() if name in REPORTED_METRICS}
+            for model, values in artifact_files.overall_metrics(evaluation_uri).items()}
 
-    metrics: dict = {}
-    for per_slice in tfma.load_metrics(evaluation_uri):
-        if per_slice.slice_key.single_slice_keys:
-            continue  # only the overall slice
-        for entry in per_slice.metric_keys_and_values:
-            key = entry.key
-            if key.name in REPORTED_METRICS and not key.is_diff:
-                model = key.model_name or "candidate"
-                metrics.setdefault(model, {})[key.name] = entry.value.double_value.value
-    return metrics
+
+def _spans_read_by_transform(store, executions) -> list[int]:
+    """The training window: spans of the Examples this run's Transform read."""
+    types = {t.id: t.name for t in store.get_execution_types()}
+    transform_ids = [e.id for e in executions if types[e.type_id].endswith(".Transform")]
+    if not transform_ids:
+        return []
+    events = store.get_events_by_execution_ids(transform_ids)
+    inputs = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT
+              and e.path.steps and e.path.steps[0].key == "examples"]
+    return sorted(span for span in map(span_of, store.get_artifacts_by_id(inputs))
+                  if span is not None)
 
 
 def _made_before(artifact, run_context) -> bool:

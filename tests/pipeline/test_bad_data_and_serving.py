@@ -2,6 +2,7 @@
 model, and the pushed model answers REST calls with raw feature values."""
 import csv
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def write_bad_span(source_csv, target_csv):
         writer.writerows(rows)
 
 
-def test_bad_span_stops_the_run_before_training_and_pushes_nothing(pipeline_runs, tmp_path):
+def test_bad_span_stops_the_run_and_never_joins_the_training_window(pipeline_runs, tmp_path):
     data_dir, output_dir = copy_store(pipeline_runs, tmp_path)
     versions_before = sorted(p.name for p in (output_dir / "serving_model/taxi_tips").iterdir())
     write_bad_span(data_dir / "span-16" / "data.csv", data_dir / "span-17" / "data.csv")
@@ -49,6 +50,14 @@ def test_bad_span_stops_the_run_before_training_and_pushes_nothing(pipeline_runs
     assert sorted(p.name for p in (output_dir / "serving_model/taxi_tips").iterdir()) \
         == versions_before
     assert "Traceback" not in out
+
+    # A good span arrives next: the window skips the span that failed validation.
+    good = data_dir / "span-18"
+    good.mkdir()
+    shutil.copy(data_dir / "span-16" / "data.csv", good / "data.csv")
+    result = run_pipeline(data_dir, output_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Trained on spans 15, 16, 18." in result.stdout
 
 
 @pytest.fixture(scope="module")

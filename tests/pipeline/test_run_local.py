@@ -24,7 +24,7 @@ def component_status(stdout: str) -> dict[str, str]:
 
 def test_first_run_backfills_the_window_runs_every_component_and_pushes(pipeline_runs):
     out = pipeline_runs.first.stdout
-    assert "training window 13..15" in out
+    assert "Trained on spans 13, 14, 15." in out
     assert re.search(r"CsvExampleGen \(backfill span 13\)\s+ran", out)
     assert re.search(r"CsvExampleGen \(backfill span 14\)\s+ran", out)
     # Older spans are validated on the way in, as the newest one is.
@@ -56,7 +56,7 @@ def test_rerun_with_no_new_data_reuses_every_component(pipeline_runs):
 
 def test_new_span_trains_on_the_moved_window_and_pushes_a_new_version(pipeline_runs):
     out = pipeline_runs.after_new_span.stdout
-    assert "training window 14..16" in out
+    assert "Trained on spans 14, 15, 16." in out
     status = component_status(out)
     for name in ["CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher"]:
         assert status[name] == "ran", name
