@@ -102,6 +102,7 @@ class Batcher:
         self._options = options
         self._queue = collections.deque()
         self._cond = threading.Condition()
+        self._closed = False
         self._threads = [threading.Thread(target=self._work, name=f"batch-{name}-{i}",
                                           daemon=True)
                          for i in range(options.num_batch_threads)]
@@ -116,6 +117,12 @@ class Batcher:
             raise errors.invalid_argument(
                 f"Task size {size} is larger than maximum input batch size "
                 f"{options.max_batch_size}")
+        with self._cond:
+            closed = self._closed
+        if closed:
+            # Unloaded after the caller took this version: run it alone, as the
+            # version stays usable for requests already holding it.
+            return self._run_fn(inputs)
         task = _Task(inputs, size)
         with self._cond:
             open_batch = self._queue[-1] if self._queue else None
@@ -155,23 +162,36 @@ class Batcher:
                 "Batching session Run() input tensors must have equal 0th-dimension size")
         return sizes.pop() if sizes else 0
 
+    def close(self):
+        """Refuse new tasks, finish the queued ones, then let the threads end, so an
+        unloaded version (held by run_fn) can be freed."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     # --- the batch threads ------------------------------------------------------------------
     def _next_batch(self):
+        """The next batch to run, or None once closed and drained."""
         timeout = self._options.batch_timeout_micros / 1e6
         with self._cond:
             while True:
                 if self._queue:
                     batch = self._queue[0]
                     waited = time.monotonic() - batch.opened_at
-                    if batch.closed or len(self._queue) > 1 or waited >= timeout:
+                    if batch.closed or self._closed or len(self._queue) > 1 \
+                            or waited >= timeout:
                         return self._queue.popleft()
                     self._cond.wait(timeout - waited)
+                elif self._closed:
+                    return None
                 else:
                     self._cond.wait()
 
     def _work(self):
         while True:
             batch = self._next_batch()
+            if batch is None:
+                return
             try:
                 self._process(batch)
             except Exception as e:  # never lose a batch thread; fail its tasks instead

@@ -204,7 +204,8 @@ class ModelManager:
 
     def _retire(self, name):
         model = self._models.pop(name)
-        for version in list(model.servables):
+        for version, servable in list(model.servables.items()):
+            servable.close()
             model.states[version] = VersionState(version, END)
         model.servables.clear()
         self._retired_states[name] = model.states
@@ -256,7 +257,7 @@ class ModelManager:
             if to_unload and (aspired_available or not wanted):
                 for version in to_unload:
                     model.states[version] = VersionState(version, UNLOADING)
-                    del model.servables[version]
+                    model.servables.pop(version).close()
                     model.states[version] = VersionState(version, END)
                     log.info("Unloaded servable version {name: %s version: %d}", name, version)
 

@@ -92,6 +92,15 @@ class Servable:
         self._batchers = {}
         self._batcher_factory = batcher_factory
         self._lock = threading.Lock()
+        self._closed = False
+
+    def close(self):
+        """Called by the manager on unload: stops this version's batch threads."""
+        with self._lock:
+            self._closed = True
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.close()
 
     # --- metadata -----------------------------------------------------------------------
     def signature_defs(self) -> dict:
@@ -249,11 +258,13 @@ class Servable:
                                      deadline)
         with self._lock:
             batcher = self._batchers.get(signature_name)
-            if batcher is None:
+            if batcher is None and not self._closed:
                 batcher = self._batcher_factory(
                     lambda batch, _name=signature_name: self.run_signature(_name, batch),
                     f"{self.name}/{self.version}/{signature_name}")
                 self._batchers[signature_name] = batcher
+        if batcher is None:  # unloaded while this request held it: no new batch threads
+            return self.run_signature(signature_name, arrays)
         return batcher.run(arrays, deadline=deadline)
 
     @staticmethod

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from tests.serving.conftest import make_model_base, start_server, write_model_config
+from tests.serving.conftest import (add_version, make_model_base, start_server, wait_for,
+                                    write_model_config)
 
 BATCH_INFO = "/v1/models/multi_io:predict"
 PARAMETERS = """
@@ -85,3 +86,35 @@ def test_ordinary_predict_classify_regress_work_with_batching(batching_server):
         "signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]})
     assert (status, body) == (200, {"results": [3.0]})
     assert time.monotonic() - started < 5
+
+
+def thread_count(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("Threads:")).split()[1])
+
+
+def test_unloaded_versions_stop_their_batch_threads(saved_models, module_tmp):
+    base = make_model_base(module_tmp / "swapped", {1: saved_models["half_plus_two"]})
+    parameters = module_tmp / "many_threads.config"
+    parameters.write_text("max_batch_size { value: 8 }\nnum_batch_threads { value: 6 }\n"
+                          "batch_timeout_micros { value: 1000 }\n")
+    server = start_server("--model_name=half_plus_two", f"--model_base_path={base}",
+                          "--enable_batching", f"--batching_parameters_file={parameters}",
+                          "--file_system_poll_wait_seconds=1", tmp_dir=module_tmp)
+    try:
+        def predict_on(version):
+            status, body, _, _ = server.post(
+                f"/v1/models/half_plus_two/versions/{version}:predict", {"instances": [1.0]})
+            return status == 200
+
+        assert predict_on(1)
+        threads_with_one_version = thread_count(server.process.pid)
+        for version in (2, 3, 4):
+            add_version(base, version, saved_models["half_plus_two"])
+            wait_for(lambda v=version: predict_on(v), message=f"version {version}")
+            wait_for(lambda v=version: not predict_on(v - 1), message="old version unloaded")
+        # Each loaded version starts 6 batch threads; the unloaded ones must end theirs.
+        wait_for(lambda: thread_count(server.process.pid) <= threads_with_one_version + 5,
+                 timeout=20, message="batch threads of unloaded versions to end")
+    finally:
+        server.stop()
