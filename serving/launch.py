@@ -62,6 +62,18 @@ def _is_local(path: str) -> bool:
     return "://" not in path
 
 
+def joined_flags(flags: Sequence[str]) -> list[str]:
+    """`--name value` as `--name=value`, the one form the rewriting below reads."""
+    joined: list[str] = []
+    for flag in flags:
+        if joined and joined[-1].startswith("--") and "=" not in joined[-1] \
+                and not flag.startswith("--"):
+            joined[-1] = f"{joined[-1]}={flag}"
+        else:
+            joined.append(flag)
+    return joined
+
+
 def _rewrite_paths(flags: Sequence[str]) -> list[str]:
     """Makes path flags absolute: the container does not share our directory."""
     path_flags = ("model_base_path",) + FILE_FLAGS
@@ -85,6 +97,7 @@ def docker_command(flags: Sequence[str], image: str) -> list[str]:
     config file stay valid inside the container unchanged. Ports are published
     on --bind_address (loopback unless given), as our server would listen.
     """
+    flags = joined_flags(flags)
     address = flag_value(flags, BIND_ADDRESS_FLAG) or DEFAULT_BIND_ADDRESS
     flags = _rewrite_paths(without_bind_address(flags))
     mounts: list[str] = []

@@ -93,6 +93,15 @@ def test_dry_run_docker_makes_relative_paths_absolute(no_servers_path):
         f"--model_base_path={absolute}"]
 
 
+def test_dry_run_docker_reads_space_separated_flags_too(no_servers_path):
+    result = launch("--server=docker", "--dry_run", "--model_base_path", "outputs/m",
+                    "--docker_image=tensorflow/serving:latest", path=no_servers_path)
+    absolute = REPO / "outputs" / "m"
+    command = shlex.split(result.stdout)
+    assert f"type=bind,source={absolute},target={absolute},readonly" in command
+    assert command[-1] == f"--model_base_path={absolute}"
+
+
 def test_auto_prefers_the_binary_on_path(tmp_path):
     # Only its presence on PATH is looked at: --dry_run never runs it.
     bin_dir = tmp_path / "bin"
