@@ -87,9 +87,9 @@ class ModelManager:
         self._max_load_attempts = max(1, max_load_attempts)
         self._stop = threading.Event()
         self._thread = None
-        self._config = None
         self._retired_states = {}  # model name -> states of a model dropped by a reload
         self._apply_config(config)
+        self._config = config  # start() fails the server if its labels cannot apply
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self):
@@ -173,6 +173,9 @@ class ModelManager:
             self._apply_config(config)
             self._poll_once()
             self._apply_labels()
+            # Recorded only once labels applied too, so that the config-file poller
+            # retries a config whose labels named a version that was not loaded yet.
+            self._config = config
 
     def _apply_config(self, config):
         which = config.WhichOneof("config")
@@ -200,7 +203,6 @@ class ModelManager:
                     self._retired_states.pop(model_config.name, None)
                 else:
                     model.config = model_config
-            self._config = config
 
     def _retire(self, name):
         model = self._models.pop(name)
