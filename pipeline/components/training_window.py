@@ -41,6 +41,21 @@ def passed_validation(store, examples_id: int) -> bool:
     return False
 
 
+def _int_property(mlmd_artifact, name: str) -> int:
+    """TFX 1.16 keeps span and version as custom properties (`artifact.span` reads
+    the typed property, which stays 0); older TFX as typed properties."""
+    for properties in (mlmd_artifact.custom_properties, mlmd_artifact.properties):
+        if name in properties:
+            return properties[name].int_value
+    return 0
+
+
+def _version_then_age(artifact):
+    mlmd_artifact = artifact.mlmd_artifact
+    return (_int_property(mlmd_artifact, "version"), mlmd_artifact.create_time_since_epoch,
+            mlmd_artifact.id)
+
+
 class ValidatedSpansStrategy(resolver.ResolverStrategy):
 
     def __init__(self, num_spans: int):
@@ -48,10 +63,9 @@ class ValidatedSpansStrategy(resolver.ResolverStrategy):
 
     def resolve_artifacts(self, store, input_dict):
         newest_per_span = {}
-        for examples in sorted(input_dict["examples"],
-                               key=lambda a: (a.version, a.mlmd_artifact.create_time_since_epoch,
-                                              a.id)):
+        for examples in sorted(input_dict["examples"], key=_version_then_age):
             if passed_validation(store, examples.id):
-                newest_per_span[examples.span] = examples  # later versions win
+                # Later versions of a span win.
+                newest_per_span[_int_property(examples.mlmd_artifact, "span")] = examples
         window = sorted(newest_per_span)[-self._num_spans:]
         return {"examples": [newest_per_span[span] for span in window]}
