@@ -6,7 +6,6 @@ change Transform's inputs on every run and defeat execution caching when no new
 data arrived, so this takes the latest cache made before the newest span of the
 window was ingested: a rerun with the same window sees the same cache.
 """
-from tfx import types
 from tfx.dsl.components.common import resolver
 
 
