@@ -3,7 +3,6 @@ one store (first run, rerun with nothing new, run after a new span)."""
 import re
 import subprocess
 
-
 from tests.conftest import PROJECT_ROOT, PYTHON
 
 COMPONENTS = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen",
