@@ -10,8 +10,8 @@ setup(
     version="0.1.0",
     description="Continuous delivery for ML with TFX: pipeline, lineage, TF Serving-compatible server",
     python_requires="==3.10.*",
-    packages=find_packages(include=["models", "models.*", "pipeline", "pipeline.*",
-                                    "serving", "serving.*"]),
+    packages=find_packages(include=["metadata", "metadata.*", "models", "models.*",
+                                    "pipeline", "pipeline.*", "serving", "serving.*"]),
     package_data={"pipeline": ["schema/*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",

@@ -53,6 +53,11 @@ class PipelineConfig:
     max_auc_drop_vs_baseline: float = 0.01
     slice_features: tuple = ("trip_start_hour", "payment_type")
     enable_cache: bool = True
+    # Continuous training (`--watch`): what may trigger a retraining (see
+    # pipeline/triggers.py), how often to look for new spans, and the schedule.
+    retrain_on: tuple = ("new-span",)
+    check_every_seconds: float = 60.0
+    retrain_every_seconds: float | None = None  # no schedule by default
 
     @property
     def pipeline_root(self) -> pathlib.Path:
@@ -61,6 +66,12 @@ class PipelineConfig:
     @property
     def metadata_path(self) -> pathlib.Path:
         return self.output_dir / METADATA_FILE
+
+    @property
+    def metadata_connection(self):
+        """ML Metadata's ConnectionConfig: SQLite in the output folder."""
+        from metadata import connection
+        return connection.sqlite_config(self.metadata_path)
 
     @property
     def serving_model_dir(self) -> pathlib.Path:

@@ -51,12 +51,12 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
         ])])
 
 
-def example_gen(cfg: pipeline_config.PipelineConfig, span: int | None = None):
-    """CsvExampleGen over `span-{SPAN}`: the latest span, or the one given."""
-    range_config = None
-    if span is not None:
-        range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
-            start_span_number=span, end_span_number=span))
+def example_gen(cfg: pipeline_config.PipelineConfig, span: int):
+    """CsvExampleGen over `span-{SPAN}` for one span. The trigger names the span
+    (not "latest on disk"), so a watcher can take new spans oldest first and a
+    span that is still being written is never read."""
+    range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
+        start_span_number=span, end_span_number=span))
     return tfx.components.CsvExampleGen(
         input_base=str(cfg.data_dir),
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
@@ -67,7 +67,7 @@ def example_gen(cfg: pipeline_config.PipelineConfig, span: int | None = None):
         range_config=range_config)
 
 
-def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int | None = None):
+def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int):
     """ExampleGen, statistics and validation of one span against the curated
     schema; the gate fails the run if the span has anomalies."""
     new_span = example_gen(cfg, span)
@@ -80,10 +80,14 @@ def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int | None = 
     return new_span, statistics, curated_schema, validation, gate
 
 
-def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
+def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
+                    train_when: str = "always", metadata_connection_config=None,
+                    beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS) -> tfx.dsl.Pipeline:
+    """The whole pipeline for one new span. The metadata connection and Beam
+    arguments are parameters, so other runners can share this DAG."""
     code_version = pipeline_config.model_code_version()
 
-    new_span, statistics, curated_schema, validation, gate = validated_ingestion(cfg)
+    new_span, statistics, curated_schema, validation, gate = validated_ingestion(cfg, span)
     # SchemaGen infers a schema for people to compare; the curated one rules.
     inferred_schema = tfx.components.SchemaGen(
         statistics=statistics.outputs["statistics"], infer_feature_shape=True)
@@ -146,24 +150,25 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_config.PIPELINE_NAME,
         pipeline_root=str(cfg.pipeline_root),
-        metadata_connection_config=tfx.orchestration.metadata
-        .sqlite_metadata_connection_config(str(cfg.metadata_path)),
+        metadata_connection_config=metadata_connection_config or cfg.metadata_connection,
         components=[new_span, statistics, inferred_schema, curated_schema, validation,
                     gate, window, analyzer_cache, transform, trainer, baseline, evaluator,
                     pusher],
         enable_cache=cfg.enable_cache,
-        beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS)
+        beam_pipeline_args=beam_pipeline_args)
 
 
-def ingestion_pipeline(cfg: pipeline_config.PipelineConfig, span: int) -> tfx.dsl.Pipeline:
+def ingestion_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
+                       metadata_connection_config=None,
+                       beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS
+                       ) -> tfx.dsl.Pipeline:
     """Ingests and validates one older span: fills the training window on a new
     store. Same pipeline name and node ids, so its Examples join the same channel,
     and a bad old span stops the run just as a bad new one does."""
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_config.PIPELINE_NAME,
         pipeline_root=str(cfg.pipeline_root),
-        metadata_connection_config=tfx.orchestration.metadata
-        .sqlite_metadata_connection_config(str(cfg.metadata_path)),
+        metadata_connection_config=metadata_connection_config or cfg.metadata_connection,
         components=list(validated_ingestion(cfg, span)),
         enable_cache=cfg.enable_cache,
-        beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS)
+        beam_pipeline_args=beam_pipeline_args)

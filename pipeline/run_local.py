@@ -1,25 +1,24 @@
 """Run the taxi tips pipeline on this machine: Beam's local runner, ML Metadata in SQLite.
 
-Prints one line per component (ran, cached or skipped, seconds) and, at the
-end, the pushed version or why nothing was pushed. The full TFX, Beam and
-TensorFlow logs go to <output-dir>/logs/run_local.log.
+Once (on demand), or with --watch until SIGTERM or Ctrl-C: a run for every new
+span of data, and on a schedule. Prints one line per component (ran, cached or
+skipped, seconds) and, at the end, the pushed version or why nothing was
+pushed. The full TFX, Beam and TensorFlow logs go to <output-dir>/logs/run_local.log.
 """
 import argparse
-import contextlib
 import dataclasses
 import os
 import pathlib
-import re
 import sys
-import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Keras 2, before TF loads
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from pipeline import config as pipeline_config  # noqa: E402
+from pipeline import run_lock, triggers  # noqa: E402
 
-EXIT_OK, EXIT_FAILED, EXIT_NO_DATA = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_NO_DATA, EXIT_BUSY = 0, 1, 2, 3
 
 
 def parse_args(argv):
@@ -48,146 +47,63 @@ def parse_args(argv):
                              "model's by more than this")
     parser.add_argument("--no-cache", action="store_true",
                         help="rerun every component even if its inputs are unchanged")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run holds the output folder, wait for it "
+                             "instead of exiting with status 3")
+    continuous = parser.add_argument_group("continuous training")
+    continuous.add_argument("--watch", action="store_true",
+                            help="keep running: a run for every new complete span "
+                                 "folder (oldest first), and on the schedule, until "
+                                 "SIGTERM or Ctrl-C")
+    continuous.add_argument("--check-every", type=triggers.parse_duration,
+                            default=defaults.check_every_seconds, metavar="DURATION",
+                            help="with --watch: how often to look for new spans "
+                                 "(seconds, or 30s, 5m, 1h)")
+    continuous.add_argument("--retrain-on", type=triggers.parse_policy,
+                            default=defaults.retrain_on, metavar="POLICIES",
+                            help="what trains a model for a new span, comma-separated: "
+                                 "new-span (every valid span), decay (the served model "
+                                 "got worse on it), drift (it differs from the training "
+                                 "data), schedule (only on --retrain-every)")
+    continuous.add_argument("--retrain-every", type=triggers.parse_duration,
+                            default=defaults.retrain_every_seconds, metavar="DURATION",
+                            help="with --watch: also run on this schedule (e.g. 24h); "
+                                 "off by default")
     args = parser.parse_args(argv)
-    return dataclasses.replace(
+    cfg = dataclasses.replace(
         defaults, data_dir=args.data_dir.resolve(), output_dir=args.output_dir.resolve(),
         training_window_spans=args.training_window_spans, train_steps=args.train_steps,
         min_auc=args.min_auc, min_accuracy=args.min_accuracy,
         max_auc_drop_vs_baseline=args.max_auc_drop_vs_baseline,
-        enable_cache=not args.no_cache)
-
-
-def spans_on_disk(data_dir: pathlib.Path) -> list[int]:
-    pattern = re.compile(r"span-(\d+)$")
-    return sorted(int(match.group(1)) for path in data_dir.glob("span-*")
-                  if (match := pattern.match(path.name)) and any(path.glob("*.csv")))
-
-
-class ProgressPrinter:
-    """Turns TFX's log records into one line per component for people."""
-
-    def __init__(self, out):
-        self.out = out
-        self.label = ""  # says which span a backfill run ingests
-        self.node, self.started, self.status = None, 0.0, ""
-
-    def handle(self, message: str):
-        if match := re.match(r"Component (\S+) is running\.", message):
-            self.node, self.started, self.status = match.group(1), time.time(), "resolved"
-        elif message.startswith("A cached execution"):
-            self.status = "cached"
-        elif message.startswith("Going to run a new execution"):
-            self.status = "ran"
-        elif message.startswith("Skipping execution"):
-            self.status = "skipped"
-        elif re.match(r"Component (\S+) is finished\.", message):
-            self.finish(self.status)
-
-    def finish(self, status):
-        if self.node is None:
-            return
-        seconds = time.time() - self.started
-        print(f"  {self.node + self.label:<32} {status:<9} {seconds:7.1f}s",
-              file=self.out, flush=True)
-        self.node = None
-
-
-@contextlib.contextmanager
-def logs_to_file(log_path: pathlib.Path, progress: ProgressPrinter):
-    """Send stdout/stderr (Python and C++) and absl logs to the log file."""
-    import logging
-
-    from absl import logging as absl_logging
-
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_file = open(log_path, "a", buffering=1)
-    sys.stdout.flush(), sys.stderr.flush()
-    saved_fds = os.dup(1), os.dup(2)
-    console = progress.out
-    if console is sys.stdout:  # keep talking to the terminal
-        progress.out = os.fdopen(os.dup(saved_fds[0]), "w", buffering=1)
-    os.dup2(log_file.fileno(), 1)
-    os.dup2(log_file.fileno(), 2)
-
-    class Relay(logging.Handler):
-        def emit(self, record):
-            progress.handle(record.getMessage())
-
-    relay = Relay()
-    absl_logging.set_verbosity(absl_logging.INFO)
-    logging.getLogger("absl").addHandler(relay)
-    try:
-        yield
-    finally:
-        logging.getLogger("absl").removeHandler(relay)
-        sys.stdout.flush(), sys.stderr.flush()
-        os.dup2(saved_fds[0], 1)
-        os.dup2(saved_fds[1], 2)
-        for fd in saved_fds:
-            os.close(fd)
-        if progress.out is not console:
-            progress.out.close()
-            progress.out = console
-        log_file.close()
-
-
-def run(cfg: pipeline_config.PipelineConfig, out) -> int:
-    spans = spans_on_disk(cfg.data_dir)
-    if not spans:
-        print(f"No data: no span-N/*.csv under {cfg.data_dir}.\n"
-              f"Create it with: python data/make_spans.py --out {cfg.data_dir}",
-              file=out)
-        return EXIT_NO_DATA
-
-    cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    window = spans[-cfg.training_window_spans:]
-    print(f"Pipeline {pipeline_config.PIPELINE_NAME}: spans {spans[0]}..{spans[-1]} "
-          f"on disk; training on the latest {cfg.training_window_spans} that pass "
-          f"validation", file=out, flush=True)
-    progress = ProgressPrinter(out)
-    started = time.time()
-    error = None
-    with logs_to_file(cfg.log_path, progress):
-        # TFX is imported here, so that its import-time warnings go to the log
-        # and --help or a missing data folder do not wait for it.
-        from tfx import v1 as tfx
-
-        from pipeline import pipeline as taxi_pipeline
-        from pipeline import run_summary
-        try:
-            ingested = run_summary.ingested_spans(cfg.metadata_path)
-            for span in window[:-1]:
-                if span not in ingested:
-                    progress.label = f" (backfill span {span})"
-                    tfx.orchestration.LocalDagRunner().run(
-                        taxi_pipeline.ingestion_pipeline(cfg, span))
-            progress.label = ""
-            tfx.orchestration.LocalDagRunner().run(taxi_pipeline.create_pipeline(cfg))
-        except Exception as exc:  # reported below, with the log file for details
-            error = exc
-            progress.finish("FAILED")
-        try:
-            summary = run_summary.summarize_latest_run(cfg.metadata_path)
-        except Exception as exc:  # a summary that cannot be read is no reason to crash
-            summary = run_summary.RunSummary()
-            print(f"Could not summarize the run from ML Metadata: {exc}", file=progress.out)
-
-    print(f"Finished in {time.time() - started:.1f}s.", file=out)
-    if summary.trained_on_spans and error is None:
-        print("Trained on spans " + ", ".join(map(str, summary.trained_on_spans)) + ".",
-              file=out)
-    if summary.evaluation() and error is None:
-        print(summary.evaluation(), file=out)
-    print(f"The run failed: {error}" if error is not None else summary.outcome(),
-          file=out)
-    print(f"Serving directory: {cfg.serving_model_dir}\n"
-          f"Metadata store:    {cfg.metadata_path}\n"
-          f"Full logs:         {cfg.log_path}", file=out)
-    return EXIT_FAILED if error is not None else EXIT_OK
+        enable_cache=not args.no_cache, retrain_on=tuple(args.retrain_on),
+        check_every_seconds=args.check_every, retrain_every_seconds=args.retrain_every)
+    return cfg, args
 
 
 def main(argv=None) -> int:
-    return run(parse_args(argv), sys.stdout)
+    cfg, args = parse_args(argv)
+    out = sys.stdout
+    from pipeline import stopping, watch  # TFX itself is imported only when a run starts
+
+    stop = stopping.StopSignals().install()
+    try:
+        if args.watch:
+            return watch.watch(cfg, out, stop)
+        on_disk = triggers.complete_spans(cfg.data_dir)
+        if not on_disk:
+            print(f"No data: no complete span-N folder with CSV files under {cfg.data_dir}.\n"
+                  f"Create it with: python data/make_spans.py --out {cfg.data_dir}", file=out)
+            return EXIT_NO_DATA
+        status = watch.run_under_lock(cfg, triggers.Trigger("manual", on_disk[-1]), on_disk,
+                                      out, stop, wait=args.wait)
+        return 128 + 2 if stop.requested else status
+    except run_lock.LockHeld as busy:
+        what = "watcher" if busy.path.name == run_lock.WATCH_LOCK else "pipeline run"
+        print(f"Another {what} is using {cfg.output_dir}: {run_lock.describe(busy.holder)}.\n"
+              f"Nothing was run. Wait for it" +
+              (", or pass --wait to queue behind it." if what != "watcher" else
+               ", or stop it (SIGTERM) first."), file=out)
+        return EXIT_BUSY
 
 
 if __name__ == "__main__":

@@ -1,38 +1,13 @@
-"""What the last pipeline run did, read back from ML Metadata for run_local.py.
-
-Answers two questions: which spans are already ingested (to fill the training
-window on a new store) and what came of the latest run (pushed version, or why
-nothing was pushed).
+"""What one pipeline run did, read back from ML Metadata: the pushed version,
+or why nothing was pushed; the spans it trained on; the Evaluator's metrics.
 """
 import dataclasses
-import pathlib
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import config as pipeline_config
+from metadata import runs
+from metadata.artifacts import span_of
 from pipeline.lineage import artifact_files
-from pipeline.lineage.store import open_store  # read-only, as the lineage tool reads
-
-
-def ingested_spans(metadata_path: pathlib.Path) -> set[int]:
-    """Spans that CsvExampleGen has already turned into Examples artifacts."""
-    if not metadata_path.exists():
-        return set()
-    store = open_store(str(metadata_path))
-    node = store.get_context_by_type_and_name(
-        "node", f"{pipeline_config.PIPELINE_NAME}.CsvExampleGen")
-    if node is None:
-        return set()
-    return {span_of(artifact) for artifact in store.get_artifacts_by_context(node.id)
-            if artifact.state == metadata_store_pb2.Artifact.LIVE}
-
-
-def span_of(artifact: metadata_store_pb2.Artifact) -> int | None:
-    """TFX 1.16 keeps `span` as a custom property; older TFX as a property."""
-    for properties in (artifact.properties, artifact.custom_properties):
-        if "span" in properties:
-            return properties["span"].int_value
-    return None
 
 
 @dataclasses.dataclass
@@ -45,6 +20,8 @@ class RunSummary:
     # Overall-slice metrics by model ("candidate", "baseline") and metric name.
     metrics: dict = dataclasses.field(default_factory=dict)
     trained_on_spans: list[int] = dataclasses.field(default_factory=list)
+    retrain: bool | None = None  # None: no RetrainDecision in the run
+    retrain_reason: str = ""
 
     def evaluation(self) -> str:
         """e.g. 'Evaluator: candidate auc 0.871, binary_accuracy 0.842; baseline ...'"""
@@ -55,7 +32,22 @@ class RunSummary:
                  for model, values in sorted(self.metrics.items(), reverse=True)]
         return "Evaluator (overall): " + "; ".join(parts) if parts else ""
 
+    def status(self) -> tuple[str, str]:
+        """(outcome, detail) as recorded on the run's context in ML Metadata."""
+        if self.pushed_version and self.pusher_cached:
+            return "cached", self.pushed_version
+        if self.pushed_version:
+            return "pushed", self.pushed_version
+        if self.retrain is False:
+            return "not retrained", self.retrain_reason
+        if self.blessed is False:
+            return "not blessed", "; ".join(self.failed_thresholds)
+        return "ingested", ""
+
     def outcome(self) -> str:
+        if self.retrain is False:
+            return (f"Not retrained: {self.retrain_reason}. The span is recorded and "
+                    f"joins the next training window.")
         if self.pushed_version and self.pusher_cached:
             return (f"Nothing new to push: the inputs are unchanged, so every step was "
                     f"cached; the serving model is still version {self.pushed_version}.")
@@ -92,14 +84,10 @@ def _failed_thresholds(evaluation_uri: str) -> list[str]:
     return failures
 
 
-def summarize_latest_run(metadata_path: pathlib.Path) -> RunSummary:
-    if not metadata_path.exists():
+def summarize_run(store, run_id: str) -> RunSummary:
+    run = runs.run_context(store, run_id)
+    if run is None:
         return RunSummary()
-    store = open_store(str(metadata_path))
-    runs = store.get_contexts_by_type("pipeline_run")
-    if not runs:
-        return RunSummary()
-    run = max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
     executions = store.get_executions_by_context(run.id)
     outputs = _outputs_by_type(store, [execution.id for execution in executions])
     summary = RunSummary(run_id=run.name)
@@ -109,6 +97,9 @@ def summarize_latest_run(metadata_path: pathlib.Path) -> RunSummary:
         if pushed.custom_properties["pushed"].int_value == 1:
             summary.pushed_version = pushed.custom_properties["pushed_version"].string_value
             summary.pusher_cached = _made_before(pushed, run)
+    for decision in outputs.get("RetrainDecision", []):
+        summary.retrain = decision.custom_properties["retrain"].int_value == 1
+        summary.retrain_reason = decision.custom_properties["reason"].string_value
     for blessing in outputs.get("ModelBlessing", []):
         summary.blessed = blessing.custom_properties["blessed"].int_value == 1
     for evaluation in outputs.get("ModelEvaluation", []):
@@ -142,3 +133,23 @@ def _spans_read_by_transform(store, executions) -> list[int]:
 def _made_before(artifact, run_context) -> bool:
     """A cached Pusher re-reports an artifact made by an earlier run."""
     return artifact.create_time_since_epoch < run_context.create_time_since_epoch
+
+
+def print_report(summary: RunSummary, error, seconds: float, cfg, out):
+    """The end of run_local's output: what was trained, evaluated and pushed."""
+    print(f"Finished in {seconds:.1f}s.", file=out)
+    if summary.trained_on_spans and error is None:
+        print("Trained on spans " + ", ".join(map(str, summary.trained_on_spans)) + ".",
+              file=out)
+    if summary.evaluation() and error is None:
+        print(summary.evaluation(), file=out)
+    if error is None:
+        print(summary.outcome(), file=out)
+    elif isinstance(error, KeyboardInterrupt):
+        print(f"The run was stopped ({error}); nothing half-done is left: the next "
+              f"run starts this span again.", file=out)
+    else:
+        print(f"The run failed: {error}", file=out)
+    print(f"Serving directory: {cfg.serving_model_dir}\n"
+          f"Metadata store:    {cfg.metadata_path}\n"
+          f"Full logs:         {cfg.log_path}", file=out, flush=True)

@@ -10,6 +10,8 @@ gate's verdict, and keeps only the spans the gate let through.
 from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.components.common import resolver
 
+from metadata.artifacts import span_of, version_of
+
 # Executions on the path from a span to the gate's verdict, by type name suffix.
 VALIDATION_PATH = (".StatisticsGen", ".ExampleValidator")
 GATE = ".ValidationGate"
@@ -41,18 +43,9 @@ def passed_validation(store, examples_id: int) -> bool:
     return False
 
 
-def _int_property(mlmd_artifact, name: str) -> int:
-    """TFX 1.16 keeps span and version as custom properties (`artifact.span` reads
-    the typed property, which stays 0); older TFX as typed properties."""
-    for properties in (mlmd_artifact.custom_properties, mlmd_artifact.properties):
-        if name in properties:
-            return properties[name].int_value
-    return 0
-
-
 def _version_then_age(artifact):
     mlmd_artifact = artifact.mlmd_artifact
-    return (_int_property(mlmd_artifact, "version"), mlmd_artifact.create_time_since_epoch,
+    return (version_of(mlmd_artifact), mlmd_artifact.create_time_since_epoch,
             mlmd_artifact.id)
 
 
@@ -66,6 +59,6 @@ class ValidatedSpansStrategy(resolver.ResolverStrategy):
         for examples in sorted(input_dict["examples"], key=_version_then_age):
             if passed_validation(store, examples.id):
                 # Later versions of a span win.
-                newest_per_span[_int_property(examples.mlmd_artifact, "span")] = examples
+                newest_per_span[span_of(examples.mlmd_artifact)] = examples
         window = sorted(newest_per_span)[-self._num_spans:]
         return {"examples": [newest_per_span[span] for span in window]}

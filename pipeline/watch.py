@@ -1,0 +1,70 @@
+"""The watcher: runs the pipeline by itself when a span of data arrives and on
+a schedule, until SIGTERM or Ctrl-C (`run_local.py --watch`).
+
+Everything it needs to resume is in ML Metadata (which spans were handled,
+when the schedule last ran), so a restarted watcher carries on where the
+last one stopped.
+"""
+import time
+
+from metadata import connection, runs
+from pipeline import config as pipeline_config
+from pipeline import recovery, run_lock, runner, triggers
+from pipeline.triggers import Trigger
+
+
+def _store(cfg):
+    config = cfg.metadata_connection
+    return connection.open_reader(config) if connection.exists(config) else None
+
+
+def due_triggers(cfg: pipeline_config.PipelineConfig, on_disk: list[int],
+                 watching_since: float) -> list[Trigger]:
+    """New spans, oldest first; then the schedule, if it is due."""
+    store = _store(cfg)
+    handled = runs.handled_spans(store) if store else set()
+    due = [Trigger("new span", span) for span in triggers.new_spans(on_disk, handled)]
+    if cfg.retrain_every_seconds and on_disk and not due:
+        last = runs.last_run_with_trigger(store, "schedule") if store else None
+        last_time = last.create_time_since_epoch / 1000 if last else watching_since
+        if time.time() - last_time >= cfg.retrain_every_seconds:
+            due.append(Trigger("schedule", max(handled & set(on_disk), default=on_disk[-1])))
+    return due
+
+
+def run_under_lock(cfg, trigger, on_disk, out, stop, wait: bool) -> int:
+    """One run, holding the output folder's run lock; repairs first what an
+    interrupted run left."""
+    def waiting(holder):
+        print(f"Waiting for the run lock: {run_lock.describe(holder)} ...", file=out, flush=True)
+
+    with run_lock.hold(cfg.output_dir / run_lock.RUN_LOCK, f"{trigger.label()} run",
+                       wait=wait, on_wait=waiting):
+        config = cfg.metadata_connection
+        if connection.exists(config):
+            repairs = recovery.recover(connection.open_store(config), cfg.pipeline_root,
+                                       cfg.serving_model_dir)
+            if repairs:
+                print(repairs.describe(), file=out, flush=True)
+        return runner.run(cfg, trigger, on_disk, out, stop)
+
+
+def watch(cfg: pipeline_config.PipelineConfig, out, stop) -> int:
+    with run_lock.hold(cfg.output_dir / run_lock.WATCH_LOCK, "watcher"):
+        schedule = (f"every {cfg.retrain_every_seconds:g}s" if cfg.retrain_every_seconds
+                    else "off")
+        print(f"Watching {cfg.data_dir} for new spans every {cfg.check_every_seconds:g}s; "
+              f"retraining on {','.join(cfg.retrain_on)}; schedule {schedule}. "
+              f"Ctrl-C or SIGTERM stops.", file=out, flush=True)
+        watching_since = time.time()
+        while not stop.requested:
+            on_disk = triggers.complete_spans(cfg.data_dir)
+            for trigger in due_triggers(cfg, on_disk, watching_since):
+                if stop.requested:
+                    break
+                run_under_lock(cfg, trigger, on_disk, out, stop, wait=True)
+                if trigger.kind == "schedule":
+                    watching_since = time.time()
+            stop.sleep(cfg.check_every_seconds)
+        print(f"Watcher {stop.reason or 'stopped'}.", file=out, flush=True)
+    return 0
