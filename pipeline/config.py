@@ -51,6 +51,9 @@ class PipelineConfig:
     min_accuracy: float = 0.80
     # ...and only if its AUC is at most this much below the serving model's.
     max_auc_drop_vs_baseline: float = 0.01
+    # The served model has decayed on a new span when its AUC there is below
+    # min_auc, or more than this below its AUC at push time.
+    max_decay_auc_drop: float = 0.05
     slice_features: tuple = ("trip_start_hour", "payment_type")
     enable_cache: bool = True
     # Continuous training (`--watch`): what may trigger a retraining (see

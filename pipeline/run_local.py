@@ -60,11 +60,16 @@ def parse_args(argv):
                             help="with --watch: how often to look for new spans "
                                  "(seconds, or 30s, 5m, 1h)")
     continuous.add_argument("--retrain-on", type=triggers.parse_policy,
-                            default=defaults.retrain_on, metavar="POLICIES",
+                            default=",".join(defaults.retrain_on), metavar="POLICIES",
                             help="what trains a model for a new span, comma-separated: "
                                  "new-span (every valid span), decay (the served model "
                                  "got worse on it), drift (it differs from the training "
                                  "data), schedule (only on --retrain-every)")
+    continuous.add_argument("--max-decay-auc-drop", type=float,
+                            default=defaults.max_decay_auc_drop,
+                            help="the served model has decayed on a new span when its "
+                                 "AUC there is below --min-auc or more than this below "
+                                 "its AUC at push time")
     continuous.add_argument("--retrain-every", type=triggers.parse_duration,
                             default=defaults.retrain_every_seconds, metavar="DURATION",
                             help="with --watch: also run on this schedule (e.g. 24h); "
@@ -75,7 +80,7 @@ def parse_args(argv):
         training_window_spans=args.training_window_spans, train_steps=args.train_steps,
         min_auc=args.min_auc, min_accuracy=args.min_accuracy,
         max_auc_drop_vs_baseline=args.max_auc_drop_vs_baseline,
-        enable_cache=not args.no_cache, retrain_on=tuple(args.retrain_on),
+        max_decay_auc_drop=args.max_decay_auc_drop, enable_cache=not args.no_cache, retrain_on=tuple(args.retrain_on),
         check_every_seconds=args.check_every, retrain_every_seconds=args.retrain_every)
     return cfg, args
 

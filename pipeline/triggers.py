@@ -69,10 +69,8 @@ def parse_policy(text: str) -> tuple[str, ...]:
 def train_when(trigger: Trigger, policy: tuple[str, ...]) -> str:
     """The condition under which this run trains a model: 'always', a comma
     list of measured conditions ('decay,drift'), or '' (never)."""
-    if trigger.kind == "manual":
-        return "always"  # on demand: a person asked for it
-    if trigger.kind == "schedule":
-        return "always" if "schedule" in policy else ""
+    if trigger.kind in ("manual", "schedule"):
+        return "always"  # on demand, or the schedule the user set
     if "new-span" in policy:
         return "always"
     return ",".join(name for name in ("decay", "drift") if name in policy)
