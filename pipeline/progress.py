@@ -65,12 +65,14 @@ def logs_to_file(log_path: pathlib.Path, progress: ProgressPrinter):
             progress.handle(record.getMessage())
 
     relay = Relay()
+    verbosity = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.INFO)
     logging.getLogger("absl").addHandler(relay)
     try:
         yield
     finally:
         logging.getLogger("absl").removeHandler(relay)
+        absl_logging.set_verbosity(verbosity)  # a watcher's console stays quiet between runs
         sys.stdout.flush(), sys.stderr.flush()
         os.dup2(saved_fds[0], 1)
         os.dup2(saved_fds[1], 2)
@@ -80,3 +82,12 @@ def logs_to_file(log_path: pathlib.Path, progress: ProgressPrinter):
             progress.out.close()
             progress.out = console
         log_file.close()
+
+
+def stderr_to_file(log_path: pathlib.Path):
+    """From here on, C++ and Python stderr go to the log: TensorFlow prints
+    harmless tracebacks from its destructors while the interpreter exits."""
+    sys.stderr.flush()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log_file:
+        os.dup2(log_file.fileno(), 2)

@@ -88,9 +88,19 @@ def parse_args(argv):
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
     out = sys.stdout
-    from pipeline import stopping, watch  # TFX itself is imported only when a run starts
+    # TFX itself is imported only when a run starts.
+    from pipeline import progress, stopping
 
     stop = stopping.StopSignals().install()
+    status = run_or_watch(cfg, args, out, stop)
+    if cfg.log_path.parent.is_dir():
+        progress.stderr_to_file(cfg.log_path)
+    return status
+
+
+def run_or_watch(cfg, args, out, stop) -> int:
+    from pipeline import watch
+
     try:
         if args.watch:
             return watch.watch(cfg, out, stop)
@@ -101,7 +111,7 @@ def main(argv=None) -> int:
             return EXIT_NO_DATA
         status = watch.run_under_lock(cfg, triggers.Trigger("manual", on_disk[-1]), on_disk,
                                       out, stop, wait=args.wait)
-        return 128 + 2 if stop.requested else status
+        return stop.exit_status if stop.requested else status
     except run_lock.LockHeld as busy:
         what = "watcher" if busy.path.name == run_lock.WATCH_LOCK else "pipeline run"
         print(f"Another {what} is using {cfg.output_dir}: {run_lock.describe(busy.holder)}.\n"

@@ -15,6 +15,7 @@ class StopSignals:
     def __init__(self):
         self.requested = False
         self.reason = ""
+        self.exit_status = 0  # 128 + the signal's number, the shell's convention
         self._in_run = False
 
     def install(self):
@@ -24,6 +25,7 @@ class StopSignals:
 
     def _handle(self, signum, frame):
         self.requested = True
+        self.exit_status = 128 + signum
         self.reason = f"stopped by {signal.Signals(signum).name}"
         if self._in_run:
             self._in_run = False  # raise once; a second signal must not interrupt the cleanup
