@@ -57,8 +57,8 @@ def update_run(store: Store, run_id: str, **properties):
 
 
 def run_properties(context: metadata_store_pb2.Context) -> dict:
-    return {name: value.string_value or value.int_value
-            for name, value in context.custom_properties.items()}
+    return {name: getattr(value, value.WhichOneof("value"))
+            for name, value in context.custom_properties.items() if value.WhichOneof("value")}
 
 
 def all_runs(store: Store) -> list[metadata_store_pb2.Context]:
