@@ -52,21 +52,45 @@ def _short(value: Any, limit: int = 70) -> str:
 
 def _pushed_text(run: RunRecord) -> str:
   if not run.pushed_version:
-    return '-'
+    # Say why nothing was pushed when the runner recorded it.
+    quiet = run.outcome in ('not blessed', 'not retrained')
+    return f'- ({run.outcome})' if quiet else '-'
   return run.pushed_version + (' (reused)' if run.pushed_reused else '')
 
 
+def _notes(run: RunRecord) -> list[str]:
+  """Lines under a run's row: what triggered a retraining, why a run failed."""
+  notes = []
+  if run.trigger in ('decay', 'drift') and run.trigger_detail:
+    notes.append(f'trigger: {_short(run.trigger_detail, 150)}')
+  if run.why:
+    notes.append(f'why: {_short(run.why, 150)}')
+  return notes
+
+
 def runs(records: list[RunRecord]) -> str:
-  header = ('ID', 'STARTED', 'DURATION', 'STATUS', 'STEPS', 'CACHED', 'PUSHED',
-            'RUN NAME')
-  rows = [header] + [(
-      str(r.id), when(r.started), duration(r.duration_s), r.status,
+  # Stores written before the runner recorded triggers keep their old table.
+  with_trigger = any(r.trigger is not None for r in records)
+  header = ('ID', 'STARTED', 'DURATION', 'STATUS') + (
+      ('TRIGGER',) if with_trigger else ()) + ('STEPS', 'CACHED', 'PUSHED',
+                                               'RUN NAME')
+  rows = [(
+      str(r.id), when(r.started), duration(r.duration_s), r.status) + (
+          (r.trigger or 'unknown',) if with_trigger else ()) + (
       str(r.executions) + (f' ({r.nodes[0]})' if len(r.nodes) == 1 else ''),
       str(r.cached), _pushed_text(r), r.name)
-                     for r in records]
-  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-  return '\n'.join('  '.join(cell.ljust(w) for cell, w in zip(row, widths)
-                             ).rstrip() for row in rows)
+          for r in records]
+  widths = [max(len(row[i]) for row in [header] + rows)
+            for i in range(len(header))]
+
+  def line(row) -> str:
+    return '  '.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+
+  out = [line(header)]
+  for record, row in zip(records, rows):
+    out.append(line(row))
+    out += [' ' * (widths[0] + 2) + note for note in _notes(record)]
+  return '\n'.join(out)
 
 
 # --- trees ------------------------------------------------------------------

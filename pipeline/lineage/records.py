@@ -62,7 +62,7 @@ class RunRecord:
   pipeline: str
   started: float
   duration_s: float
-  status: str  # COMPLETE, FAILED or RUNNING
+  status: str  # COMPLETE, FAILED, RUNNING, STOPPED, ABANDONED or CANCELED
   executions: int
   cached: int
   nodes: list[str]  # node ids that ran (or came from cache) in the run
@@ -70,6 +70,16 @@ class RunRecord:
   pushed_model: Optional[int]  # PushedModel artifact id
   # True when a cached Pusher only re-used an earlier push: nothing new served.
   pushed_reused: bool = False
+  # Why the run started and how it ended, as the runner recorded them on the
+  # run's context (metadata/runs.py); None in stores older than that.
+  trigger: Optional[str] = None  # "new span 14", "schedule", "decay", ...
+  trigger_detail: Optional[str] = None  # e.g. "span 15: decay: auc 0.61 ..."
+  span: Optional[int] = None  # the span the run ingested
+  outcome: Optional[str] = None  # "pushed", "failed", "abandoned", ...
+  outcome_detail: Optional[str] = None  # the version, the error, ...
+  # For a run that failed, stopped or was abandoned: the reason in one text
+  # (outcome_detail, else why its executions were canceled, else TFX's error).
+  why: Optional[str] = None
 
 
 @dataclasses.dataclass
