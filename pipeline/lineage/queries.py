@@ -157,10 +157,13 @@ def _run_record(store: Store, context: metadata_store_pb2.Context) -> RunRecord:
   starts = [e.create_time_since_epoch for e in run_executions] or [
       context.create_time_since_epoch]
   ends = [e.last_update_time_since_epoch for e in run_executions] or starts
-  pushed = [convert.artifact_record(a)
-            for a in store.get_artifacts_by_context(context.id)
-            if a.type == 'PushedModel']
-  pushed = [a for a in pushed if _pushed(a)]
+  # What the run's Pusher wrote (a cached one re-outputs an earlier push);
+  # not the PushedModels the run only read, such as the served model a
+  # DecayCheck measures, although MLMD attributes those to the run too.
+  written = {e.artifact_id for e in store.get_events_by_execution_ids(
+      [e.id for e in run_executions]) if convert.is_output(e)}
+  pushed = [a for a in artifacts(store, written).values() if _pushed(a)]
+  pushed.sort(key=lambda a: a.id)
   records = sorted(executions(store, [e.id for e in run_executions]).values(),
                    key=lambda r: (r.started, r.id))
   recorded = _run_properties(context)
