@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from typing import Any, Optional
 
 from pipeline.lineage.convert import artifact_label
@@ -274,15 +275,86 @@ def _check_lines(trace: ModelTrace) -> list[str]:
   return out
 
 
+def _metrics_text(metrics: dict[str, float]) -> str:
+  return '  '.join(f'{name} {metrics[name]:.4f}' for name in sorted(metrics))
+
+
+def _performance_lines(trace: ModelTrace) -> list[str]:
+  out = ['', 'Since the push: the model on each new span (DecayCheck)']
+  if not trace.performance:
+    return out + ['  no span measured since this version was pushed']
+  push = next((p.push_metrics for p in trace.performance if p.push_metrics), {})
+  if push:
+    out.append(f'  at push     {_metrics_text(push)}')
+  for measured in trace.performance:
+    if not measured.measured:
+      out.append(f'  span {str(measured.span):<6} not measured: '
+                 f'{measured.reason or "-"}')
+      continue
+    count = (f'  ({measured.example_count} examples)'
+             if measured.example_count is not None else '')
+    flag = (f'  DECAYED: {measured.reason}' if measured.decayed else '')
+    out.append(f'  span {str(measured.span):<6} {_metrics_text(measured.metrics)}'
+               f'{count}{flag}')
+  return out
+
+
+def _feature_text(feature) -> str:
+  def number(value):
+    return '?' if value is None else f'{value:.4f}'
+  return (f'{feature.feature} {number(feature.distance)} '
+          f'{">" if feature.drifted else "<="} {number(feature.threshold)}')
+
+
+def _closeness(feature) -> float:
+  if feature.distance is None or not feature.threshold:
+    return 0.0
+  return feature.distance / feature.threshold
+
+
+def _drift_line(drift) -> str:
+  """One line per span: the crossings named, the rest counted (JSON has all)."""
+  crossed = [f for f in drift.features if f.drifted]
+  within = [f for f in drift.features if not f.drifted]
+  if crossed:
+    others = (f'  ({len(within)} other feature(s) within their thresholds)'
+              if within else '')
+    return ('DRIFTED: ' + ', '.join(_feature_text(f) for f in crossed)
+            + others)
+  if not within:
+    return 'no drift'
+  closest = max(within, key=_closeness)
+  return (f'no drift  ({len(within)} feature(s) within their thresholds; '
+          f'closest {_feature_text(closest)})')
+
+
+def _drift_lines(trace: ModelTrace) -> list[str]:
+  out = ['', 'Since the push: drift of each new span from the training window '
+         '(DriftCheck)']
+  if not trace.drift:
+    return out + ['  no span compared since this version was pushed']
+  for drift in trace.drift:
+    out.append(f'  span {str(drift.span):<6} '
+               + (_drift_line(drift) if drift.measured else 'not measured'))
+  return out
+
+
 def model_trace(trace: ModelTrace) -> str:
-  """Summary sections (evaluation, training, data, checks), then the tree."""
+  """Summary sections (health since the push, evaluation, training, data,
+  checks), then the tree."""
   graph = trace.graph
   out = [f'Pushed model version {trace.version}  (PushedModel #'
          f'{trace.pushed_model.id})']
   if trace.destination:
     out.append(f'  served from  {trace.destination}')
+  if trace.destination_exists is False:
+    out.append(f'  WARNING      the version folder is gone from disk: version '
+               f'{trace.version} cannot be served (TF Serving loads the newest '
+               f'version folder still in {os.path.dirname(trace.destination)})')
   if trace.model:
     out.append(f'  model        Model #{trace.model.id}  {trace.model.uri}')
+  out += _performance_lines(trace)
+  out += _drift_lines(trace)
   if trace.evaluation:
     out += _evaluation_lines(graph, trace.evaluation)
   if trace.training:

@@ -12,9 +12,10 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from metadata import runs as run_metadata
-from pipeline.lineage import convert
+from pipeline.lineage import convert, span_checks
 from pipeline.lineage.errors import LineageError
-from pipeline.lineage.records import ArtifactRecord, ExecutionRecord, RunRecord
+from pipeline.lineage.records import (ArtifactRecord, ExecutionRecord,
+                                      RunRecord, SpanDrift, SpanPerformance)
 
 Store = metadata_store.MetadataStore
 _Execution = metadata_store_pb2.Execution
@@ -284,3 +285,40 @@ def examples_of_span(store: Store, span: int) -> list[ArtifactRecord]:
     raise LineageError(f'no Examples artifact for span {span} in the store')
   return [convert.artifact_record(found[i]) for i in sorted(found)]
 
+
+def performance_since_push(store: Store,
+                           pushed_model_id: int) -> list[SpanPerformance]:
+  """The pushed model measured on each new span, in span order: outputs of
+  the DecayChecks that took it as their `served_model` input."""
+  checks = [e.execution_id for e in store.get_events_by_artifact_ids(
+      [pushed_model_id]) if convert.is_input(e)
+            and span_checks.SERVED_MODEL_INPUT in convert.event_keys(e)]
+  measured: dict[int, int] = {}  # artifact -> the check that first wrote it
+  for event in store.get_events_by_execution_ids(checks):
+    if convert.is_output(event):
+      measured[event.artifact_id] = min(
+          event.execution_id, measured.get(event.artifact_id, event.execution_id))
+  checked = executions(store, set(measured.values()))
+  result = [span_checks.performance(a, measured[a.id], checked[measured[a.id]].run)
+            for a in artifacts(store, measured).values()
+            if a.type == span_checks.PERFORMANCE_TYPE]
+  return sorted(result, key=lambda p: (p.span is None, p.span or 0, p.artifact))
+
+
+def drift_since_push(store: Store, version: str) -> list[SpanDrift]:
+  """Every span compared with this version's training window, in span order:
+  DataDrift artifacts that name the version as the model they measured against."""
+  quoted = str(version).replace("'", "''")
+  found = store.get_artifacts(list_options=metadata_store.ListOptions(
+      filter_query=f"type = '{span_checks.DRIFT_TYPE}' AND "
+      f"custom_properties.{span_checks.MODEL_VERSION}.string_value = '{quoted}'"))
+  producers = {a: ids[0] for a, ids in
+               producer_executions(store, [a.id for a in found]).items()}
+  checked = executions(store, set(producers.values()))
+  result = []
+  for artifact in found:
+    execution = producers.get(artifact.id)
+    result.append(span_checks.drift(
+        convert.artifact_record(artifact), execution,
+        checked[execution].run if execution in checked else None))
+  return sorted(result, key=lambda d: (d.span is None, d.span or 0, d.artifact))

@@ -157,6 +157,44 @@ class AnomaliesRecord:
 
 
 @dataclasses.dataclass
+class SpanPerformance:
+  """The served model measured on one new span (a DecayCheck output)."""
+  artifact: int  # ServedModelPerformance artifact id
+  execution: Optional[int]  # the DecayCheck that measured it
+  run: Optional[str]
+  span: Optional[int]
+  measured: bool
+  decayed: bool
+  metrics: dict[str, float]  # auc, binary_accuracy on the span
+  push_metrics: dict[str, float]  # the same metrics at push time
+  example_count: Optional[int]
+  reason: str
+
+
+@dataclasses.dataclass
+class FeatureDrift:
+  feature: str
+  distance: Optional[float]
+  threshold: Optional[float]
+  drifted: bool  # crossed its threshold
+
+
+@dataclasses.dataclass
+class SpanDrift:
+  """One new span compared with the served model's training window (a
+  DriftCheck output)."""
+  artifact: int  # DataDrift artifact id
+  execution: Optional[int]
+  run: Optional[str]
+  span: Optional[int]
+  uri: str  # holds drift.json
+  measured: bool
+  drifted: bool
+  drifted_features: list[str]
+  features: list[FeatureDrift]
+
+
+@dataclasses.dataclass
 class ModelTrace:
   pushed_model: ArtifactRecord
   version: Optional[str]
@@ -170,6 +208,13 @@ class ModelTrace:
   anomalies: list[AnomaliesRecord]
   graph: LineageGraph
   transform: Optional[TransformRecord] = None
+  # Whether the version folder (destination) is still on disk; None when it
+  # cannot be checked from here (a remote URI, or no destination recorded).
+  destination_exists: Optional[bool] = None
+  # Since the push: the model's metrics on every new span, in span order...
+  performance: list[SpanPerformance] = dataclasses.field(default_factory=list)
+  # ...and how far every new span drifted from its training window.
+  drift: list[SpanDrift] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
