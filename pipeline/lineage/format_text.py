@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import textwrap
 from typing import Any, Optional
 
 from pipeline.lineage.convert import artifact_label
@@ -59,13 +60,21 @@ def _pushed_text(run: RunRecord) -> str:
   return run.pushed_version + (' (reused)' if run.pushed_reused else '')
 
 
+def _note(label: str, text: str) -> list[str]:
+  """A labelled note wrapped to a few lines; the JSON has all of it."""
+  lines = textwrap.wrap(' '.join(text.split()), width=100, max_lines=3,
+                        placeholder=' ...')
+  indent = ' ' * (len(label) + 2)
+  return [f'{label}: {lines[0]}'] + [indent + line for line in lines[1:]]
+
+
 def _notes(run: RunRecord) -> list[str]:
   """Lines under a run's row: what triggered a retraining, why a run failed."""
   notes = []
   if run.trigger in ('decay', 'drift') and run.trigger_detail:
-    notes.append(f'trigger: {_short(run.trigger_detail, 150)}')
+    notes += _note('trigger', run.trigger_detail)
   if run.why:
-    notes.append(f'why: {_short(run.why, 150)}')
+    notes += _note('why', run.why)
   return notes
 
 
