@@ -55,15 +55,15 @@ def _short(value: Any, limit: int = 70) -> str:
 def _pushed_text(run: RunRecord) -> str:
   if not run.pushed_version:
     # Say why nothing was pushed when the runner recorded it.
-    quiet = run.outcome in ('not blessed', 'not retrained')
-    return f'- ({run.outcome})' if quiet else '-'
+    reason_known = run.outcome in ('not blessed', 'not retrained')
+    return f'- ({run.outcome})' if reason_known else '-'
   return run.pushed_version + (' (reused)' if run.pushed_reused else '')
 
 
 def _note(label: str, text: str) -> list[str]:
   """A labelled note wrapped to a few lines; the JSON has all of it."""
   lines = textwrap.wrap(' '.join(text.split()), width=100, max_lines=3,
-                        placeholder=' ...')
+                        placeholder=' ...') or ['']
   indent = ' ' * (len(label) + 2)
   return [f'{label}: {lines[0]}'] + [indent + line for line in lines[1:]]
 
