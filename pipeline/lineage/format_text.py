@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import textwrap
 from typing import Any, Optional
 
 from pipeline.lineage.convert import artifact_label
@@ -52,21 +54,53 @@ def _short(value: Any, limit: int = 70) -> str:
 
 def _pushed_text(run: RunRecord) -> str:
   if not run.pushed_version:
-    return '-'
+    # Say why nothing was pushed when the runner recorded it.
+    reason_known = run.outcome in ('not blessed', 'not retrained')
+    return f'- ({run.outcome})' if reason_known else '-'
   return run.pushed_version + (' (reused)' if run.pushed_reused else '')
 
 
+def _note(label: str, text: str) -> list[str]:
+  """A labelled note wrapped to a few lines; the JSON has all of it."""
+  lines = textwrap.wrap(' '.join(text.split()), width=100, max_lines=3,
+                        placeholder=' ...') or ['']
+  indent = ' ' * (len(label) + 2)
+  return [f'{label}: {lines[0]}'] + [indent + line for line in lines[1:]]
+
+
+def _notes(run: RunRecord) -> list[str]:
+  """Lines under a run's row: what triggered a retraining, why a run failed."""
+  notes = []
+  if run.trigger in ('decay', 'drift') and run.trigger_detail:
+    notes += _note('trigger', run.trigger_detail)
+  if run.why:
+    notes += _note('why', run.why)
+  return notes
+
+
 def runs(records: list[RunRecord]) -> str:
-  header = ('ID', 'STARTED', 'DURATION', 'STATUS', 'STEPS', 'CACHED', 'PUSHED',
-            'RUN NAME')
-  rows = [header] + [(
-      str(r.id), when(r.started), duration(r.duration_s), r.status,
+  # Stores written before the runner recorded triggers keep their old table.
+  with_trigger = any(r.trigger is not None for r in records)
+  header = ('ID', 'STARTED', 'DURATION', 'STATUS') + (
+      ('TRIGGER',) if with_trigger else ()) + ('STEPS', 'CACHED', 'PUSHED',
+                                               'RUN NAME')
+  rows = [(
+      str(r.id), when(r.started), duration(r.duration_s), r.status) + (
+          (r.trigger or 'unknown',) if with_trigger else ()) + (
       str(r.executions) + (f' ({r.nodes[0]})' if len(r.nodes) == 1 else ''),
       str(r.cached), _pushed_text(r), r.name)
-                     for r in records]
-  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-  return '\n'.join('  '.join(cell.ljust(w) for cell, w in zip(row, widths)
-                             ).rstrip() for row in rows)
+          for r in records]
+  widths = [max(len(row[i]) for row in [header] + rows)
+            for i in range(len(header))]
+
+  def line(row) -> str:
+    return '  '.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+
+  out = [line(header)]
+  for record, row in zip(records, rows):
+    out.append(line(row))
+    out += [' ' * (widths[0] + 2) + note for note in _notes(record)]
+  return '\n'.join(out)
 
 
 # --- trees ------------------------------------------------------------------
@@ -250,15 +284,86 @@ def _check_lines(trace: ModelTrace) -> list[str]:
   return out
 
 
+def _metrics_text(metrics: dict[str, float]) -> str:
+  return '  '.join(f'{name} {metrics[name]:.4f}' for name in sorted(metrics))
+
+
+def _performance_lines(trace: ModelTrace) -> list[str]:
+  out = ['', 'Since the push: the model on each new span (DecayCheck)']
+  if not trace.performance:
+    return out + ['  no span measured since this version was pushed']
+  push = next((p.push_metrics for p in trace.performance if p.push_metrics), {})
+  if push:
+    out.append(f'  at push     {_metrics_text(push)}')
+  for measured in trace.performance:
+    if not measured.measured:
+      out.append(f'  span {str(measured.span):<6} not measured: '
+                 f'{measured.reason or "-"}')
+      continue
+    count = (f'  ({measured.example_count} examples)'
+             if measured.example_count is not None else '')
+    flag = (f'  DECAYED: {measured.reason}' if measured.decayed else '')
+    out.append(f'  span {str(measured.span):<6} {_metrics_text(measured.metrics)}'
+               f'{count}{flag}')
+  return out
+
+
+def _feature_text(feature) -> str:
+  def number(value):
+    return '?' if value is None else f'{value:.4f}'
+  return (f'{feature.feature} {number(feature.distance)} '
+          f'{">" if feature.drifted else "<="} {number(feature.threshold)}')
+
+
+def _closeness(feature) -> float:
+  if feature.distance is None or not feature.threshold:
+    return 0.0
+  return feature.distance / feature.threshold
+
+
+def _drift_line(drift) -> str:
+  """One line per span: the crossings named, the rest counted (JSON has all)."""
+  crossed = [f for f in drift.features if f.drifted]
+  within = [f for f in drift.features if not f.drifted]
+  if crossed:
+    others = (f'  ({len(within)} other feature(s) within their thresholds)'
+              if within else '')
+    return ('DRIFTED: ' + ', '.join(_feature_text(f) for f in crossed)
+            + others)
+  if not within:
+    return 'no drift'
+  closest = max(within, key=_closeness)
+  return (f'no drift  ({len(within)} feature(s) within their thresholds; '
+          f'closest {_feature_text(closest)})')
+
+
+def _drift_lines(trace: ModelTrace) -> list[str]:
+  out = ['', 'Since the push: drift of each new span from the training window '
+         '(DriftCheck)']
+  if not trace.drift:
+    return out + ['  no span compared since this version was pushed']
+  for drift in trace.drift:
+    out.append(f'  span {str(drift.span):<6} '
+               + (_drift_line(drift) if drift.measured else 'not measured'))
+  return out
+
+
 def model_trace(trace: ModelTrace) -> str:
-  """Summary sections (evaluation, training, data, checks), then the tree."""
+  """Summary sections (health since the push, evaluation, training, data,
+  checks), then the tree."""
   graph = trace.graph
   out = [f'Pushed model version {trace.version}  (PushedModel #'
          f'{trace.pushed_model.id})']
   if trace.destination:
     out.append(f'  served from  {trace.destination}')
+  if trace.destination_exists is False:
+    out.append(f'  WARNING      the version folder is gone from disk: version '
+               f'{trace.version} cannot be served (TF Serving loads the newest '
+               f'version folder still in {os.path.dirname(trace.destination)})')
   if trace.model:
     out.append(f'  model        Model #{trace.model.id}  {trace.model.uri}')
+  out += _performance_lines(trace)
+  out += _drift_lines(trace)
   if trace.evaluation:
     out += _evaluation_lines(graph, trace.evaluation)
   if trace.training:

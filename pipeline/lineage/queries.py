@@ -6,14 +6,16 @@ artifacts. Everything goes through MLMD's query API, never SQL.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.lineage import convert
+from metadata import runs as run_metadata
+from pipeline.lineage import convert, span_checks
 from pipeline.lineage.errors import LineageError
-from pipeline.lineage.records import ArtifactRecord, ExecutionRecord, RunRecord
+from pipeline.lineage.records import (ArtifactRecord, ExecutionRecord,
+                                      RunRecord, SpanDrift, SpanPerformance)
 
 Store = metadata_store.MetadataStore
 _Execution = metadata_store_pb2.Execution
@@ -90,15 +92,55 @@ def artifacts(store: Store, artifact_ids: Iterable[int]
           for a in store.get_artifacts_by_id(list(artifact_ids))}
 
 
-def _run_status(states: list[int]) -> str:
-  if any(s == _Execution.FAILED for s in states):
+# Outcomes of a run that ended before it finished; STATUS shows them instead
+# of what its (canceled) executions say.
+_INTERRUPTED = ('stopped', 'abandoned')
+_UNFINISHED = (_Execution.NEW, _Execution.RUNNING, _Execution.UNKNOWN)
+
+
+def _run_status(states: list[int], outcome: Optional[str]) -> str:
+  if outcome in _INTERRUPTED:
+    return outcome.upper()
+  if outcome == 'failed' or any(s == _Execution.FAILED for s in states):
     return 'FAILED'
   if any(s == _Execution.CANCELED for s in states):
     return 'CANCELED'
-  if any(s in (_Execution.NEW, _Execution.RUNNING, _Execution.UNKNOWN)
-         for s in states):
+  if any(s in _UNFINISHED for s in states) or (not states and not outcome):
     return 'RUNNING'
   return 'COMPLETE'
+
+
+def _run_properties(context: metadata_store_pb2.Context) -> dict[str, Any]:
+  """The runner's properties of a run (trigger, outcome...); a store older
+  than the runner has none."""
+  recorded = run_metadata.run_properties(context)
+  texts = (run_metadata.TRIGGER, run_metadata.TRIGGER_DETAIL,
+           run_metadata.OUTCOME, run_metadata.OUTCOME_DETAIL)
+  # run_properties reads an empty string as 0; these are texts.
+  values = {name: (str(recorded[name]) if recorded[name] else '')
+            for name in texts if name in recorded}
+  if run_metadata.SPAN in recorded:
+    values[run_metadata.SPAN] = recorded[run_metadata.SPAN]
+  return values
+
+
+def _why(status: str, outcome_detail: Optional[str],
+         run_executions: list[ExecutionRecord]) -> Optional[str]:
+  """Why a run did not complete: what the runner recorded, else what the
+  recovery step wrote on its canceled executions, else TFX's error."""
+  if status not in ('FAILED', 'STOPPED', 'ABANDONED', 'CANCELED'):
+    return None
+  if outcome_detail:
+    return outcome_detail
+  for execution in run_executions:
+    reason = execution.properties.get('canceled_because')
+    if execution.state == 'CANCELED' and reason:
+      return f'{execution.node}: {reason}'
+  for execution in run_executions:
+    result = execution.properties.get('__execution_result__')
+    if execution.state == 'FAILED' and isinstance(result, dict):
+      return f'{execution.node}: ' + str(result.get('resultMessage') or 'failed')
+  return None
 
 
 def _pushed(artifact: ArtifactRecord) -> bool:
@@ -116,27 +158,39 @@ def _run_record(store: Store, context: metadata_store_pb2.Context) -> RunRecord:
   starts = [e.create_time_since_epoch for e in run_executions] or [
       context.create_time_since_epoch]
   ends = [e.last_update_time_since_epoch for e in run_executions] or starts
-  pushed = [convert.artifact_record(a)
-            for a in store.get_artifacts_by_context(context.id)
-            if a.type == 'PushedModel']
-  pushed = [a for a in pushed if _pushed(a)]
+  # What the run's Pusher wrote (a cached one re-outputs an earlier push);
+  # not the PushedModels the run only read, such as the served model a
+  # DecayCheck measures, although MLMD attributes those to the run too.
+  written = {e.artifact_id for e in store.get_events_by_execution_ids(
+      [e.id for e in run_executions]) if convert.is_output(e)}
+  pushed = [a for a in artifacts(store, written).values() if _pushed(a)]
+  pushed.sort(key=lambda a: a.id)
+  records = sorted(executions(store, [e.id for e in run_executions]).values(),
+                   key=lambda r: (r.started, r.id))
+  recorded = _run_properties(context)
+  outcome = recorded.get(run_metadata.OUTCOME)
+  status = _run_status([e.last_known_state for e in run_executions], outcome)
   return RunRecord(
       id=context.id,
       name=context.name,
       pipeline=pipeline,
       started=min(starts) / 1000.0,
       duration_s=round((max(ends) - min(starts)) / 1000.0, 3),
-      status=_run_status([e.last_known_state for e in run_executions]),
+      status=status,
       executions=len(run_executions),
       cached=sum(e.last_known_state == _Execution.CACHED
                  for e in run_executions),
-      nodes=[r.node for r in sorted(
-          executions(store, [e.id for e in run_executions]).values(),
-          key=lambda r: (r.started, r.id))],
+      nodes=[r.node for r in records],
       pushed_version=(str(pushed[-1].properties.get('pushed_version'))
                       if pushed else None),
       pushed_model=pushed[-1].id if pushed else None,
       pushed_reused=bool(pushed) and pushed[-1].created * 1000 < min(starts),
+      trigger=recorded.get(run_metadata.TRIGGER),
+      trigger_detail=recorded.get(run_metadata.TRIGGER_DETAIL),
+      span=recorded.get(run_metadata.SPAN),
+      outcome=outcome,
+      outcome_detail=recorded.get(run_metadata.OUTCOME_DETAIL),
+      why=_why(status, recorded.get(run_metadata.OUTCOME_DETAIL), records),
   )
 
 
@@ -230,3 +284,41 @@ def examples_of_span(store: Store, span: int) -> list[ArtifactRecord]:
   if not found:
     raise LineageError(f'no Examples artifact for span {span} in the store')
   return [convert.artifact_record(found[i]) for i in sorted(found)]
+
+
+def performance_since_push(store: Store,
+                           pushed_model_id: int) -> list[SpanPerformance]:
+  """The pushed model measured on each new span, in span order: outputs of
+  the DecayChecks that took it as their `served_model` input."""
+  checks = [e.execution_id for e in store.get_events_by_artifact_ids(
+      [pushed_model_id]) if convert.is_input(e)
+            and span_checks.SERVED_MODEL_INPUT in convert.event_keys(e)]
+  measured: dict[int, int] = {}  # artifact -> the check that first wrote it
+  for event in store.get_events_by_execution_ids(checks):
+    if convert.is_output(event):
+      measured[event.artifact_id] = min(
+          event.execution_id, measured.get(event.artifact_id, event.execution_id))
+  checked = executions(store, set(measured.values()))
+  result = [span_checks.performance(a, measured[a.id], checked[measured[a.id]].run)
+            for a in artifacts(store, measured).values()
+            if a.type == span_checks.PERFORMANCE_TYPE]
+  return sorted(result, key=lambda p: (p.span is None, p.span or 0, p.artifact))
+
+
+def drift_since_push(store: Store, version: str) -> list[SpanDrift]:
+  """Every span compared with this version's training window, in span order:
+  DataDrift artifacts that name the version as the model they measured against."""
+  quoted = str(version).replace("'", "''")
+  found = store.get_artifacts(list_options=metadata_store.ListOptions(
+      filter_query=f"type = '{span_checks.DRIFT_TYPE}' AND "
+      f"custom_properties.{span_checks.MODEL_VERSION}.string_value = '{quoted}'"))
+  producers = {a: ids[0] for a, ids in
+               producer_executions(store, [a.id for a in found]).items()}
+  checked = executions(store, set(producers.values()))
+  result = []
+  for artifact in found:
+    execution = producers.get(artifact.id)
+    result.append(span_checks.drift(
+        convert.artifact_record(artifact), execution,
+        checked[execution].run if execution in checked else None))
+  return sorted(result, key=lambda d: (d.span is None, d.span or 0, d.artifact))

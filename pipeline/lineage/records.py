@@ -62,7 +62,7 @@ class RunRecord:
   pipeline: str
   started: float
   duration_s: float
-  status: str  # COMPLETE, FAILED or RUNNING
+  status: str  # COMPLETE, FAILED, RUNNING, STOPPED, ABANDONED or CANCELED
   executions: int
   cached: int
   nodes: list[str]  # node ids that ran (or came from cache) in the run
@@ -70,6 +70,16 @@ class RunRecord:
   pushed_model: Optional[int]  # PushedModel artifact id
   # True when a cached Pusher only re-used an earlier push: nothing new served.
   pushed_reused: bool = False
+  # Why the run started and how it ended, as the runner recorded them on the
+  # run's context (metadata/runs.py); None in stores older than that.
+  trigger: Optional[str] = None  # "new span 14", "schedule", "decay", ...
+  trigger_detail: Optional[str] = None  # e.g. "span 15: decay: auc 0.61 ..."
+  span: Optional[int] = None  # the span the run ingested
+  outcome: Optional[str] = None  # "pushed", "failed", "abandoned", ...
+  outcome_detail: Optional[str] = None  # the version, the error, ...
+  # For a run that failed, stopped or was abandoned: the reason in one text
+  # (outcome_detail, else why its executions were canceled, else TFX's error).
+  why: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -147,6 +157,44 @@ class AnomaliesRecord:
 
 
 @dataclasses.dataclass
+class SpanPerformance:
+  """The served model measured on one new span (a DecayCheck output)."""
+  artifact: int  # ServedModelPerformance artifact id
+  execution: Optional[int]  # the DecayCheck that measured it
+  run: Optional[str]
+  span: Optional[int]
+  measured: bool
+  decayed: bool
+  metrics: dict[str, float]  # auc, binary_accuracy on the span
+  push_metrics: dict[str, float]  # the same metrics at push time
+  example_count: Optional[int]
+  reason: str
+
+
+@dataclasses.dataclass
+class FeatureDrift:
+  feature: str
+  distance: Optional[float]
+  threshold: Optional[float]
+  drifted: bool  # crossed its threshold
+
+
+@dataclasses.dataclass
+class SpanDrift:
+  """One new span compared with the served model's training window (a
+  DriftCheck output)."""
+  artifact: int  # DataDrift artifact id
+  execution: Optional[int]
+  run: Optional[str]
+  span: Optional[int]
+  uri: str  # holds drift.json
+  measured: bool
+  drifted: bool
+  drifted_features: list[str]
+  features: list[FeatureDrift]
+
+
+@dataclasses.dataclass
 class ModelTrace:
   pushed_model: ArtifactRecord
   version: Optional[str]
@@ -160,6 +208,13 @@ class ModelTrace:
   anomalies: list[AnomaliesRecord]
   graph: LineageGraph
   transform: Optional[TransformRecord] = None
+  # Whether the version folder (destination) is still on disk; None when it
+  # cannot be checked from here (a remote URI, or no destination recorded).
+  destination_exists: Optional[bool] = None
+  # Since the push: the model's metrics on every new span, in span order...
+  performance: list[SpanPerformance] = dataclasses.field(default_factory=list)
+  # ...and how far every new span drifted from its training window.
+  drift: list[SpanDrift] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

@@ -125,10 +125,12 @@ def trace_pushed_model(store: queries.Store,
       transform = steps.transform_of(graph, transform_graph)
   ingested = _ingested_examples(graph)
   statistics, schemas, anomalies = _data_checks(store, graph, ingested)
+  version = str(pushed.properties.get('pushed_version'))
+  destination = pushed.properties.get('pushed_destination')
   return ModelTrace(
       pushed_model=pushed,
-      version=str(pushed.properties.get('pushed_version')),
-      destination=pushed.properties.get('pushed_destination'),
+      version=version,
+      destination=destination,
       model=model,
       evaluation=evaluation,
       training=training,
@@ -140,7 +142,18 @@ def trace_pushed_model(store: queries.Store,
       anomalies=anomalies,
       graph=graph,
       transform=transform,
+      destination_exists=_folder_exists(destination),
+      performance=queries.performance_since_push(store, pushed.id),
+      drift=queries.drift_since_push(store, version),
   )
+
+
+def _folder_exists(destination: Optional[str]) -> Optional[bool]:
+  """Whether a pushed version's folder is still there (None: cannot tell from
+  here, for a remote URI such as gs://)."""
+  if not destination or '://' in destination:
+    return None
+  return os.path.isdir(destination)
 
 
 def trained_models(store: queries.Store,
