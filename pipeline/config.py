@@ -51,6 +51,12 @@ class PipelineConfig:
     min_accuracy: float = 0.80
     # ...and only if its AUC is at most this much below the serving model's.
     max_auc_drop_vs_baseline: float = 0.01
+    # The served model has decayed on a new span if its AUC there is more than
+    # this below its AUC at push time (or below min_auc / min_accuracy).
+    max_decay_auc_drop: float = 0.05
+    # When a new span trains a model: a comma list of "always", "decay", "drift";
+    # "" never (the first model is trained whatever this says).
+    train_when: str = "always"
     slice_features: tuple = ("trip_start_hour", "payment_type")
     enable_cache: bool = True
 

@@ -48,13 +48,14 @@ def parse_args(argv):
                              "model's by more than this")
     parser.add_argument("--no-cache", action="store_true",
                         help="rerun every component even if its inputs are unchanged")
+    parser.add_argument("--train-when", default=defaults.train_when, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return dataclasses.replace(
         defaults, data_dir=args.data_dir.resolve(), output_dir=args.output_dir.resolve(),
         training_window_spans=args.training_window_spans, train_steps=args.train_steps,
         min_auc=args.min_auc, min_accuracy=args.min_accuracy,
         max_auc_drop_vs_baseline=args.max_auc_drop_vs_baseline,
-        enable_cache=not args.no_cache)
+        enable_cache=not args.no_cache, train_when=args.train_when)
 
 
 def spans_on_disk(data_dir: pathlib.Path) -> list[int]:
