@@ -5,7 +5,9 @@ or lost AUC since it was pushed, has decayed, which is a reason to retrain.
 import glob
 import os
 
+import numpy as np
 import tensorflow as tf
+from sklearn import metrics
 from tfx import v1 as tfx
 
 from models import features, signatures
@@ -16,8 +18,6 @@ from pipeline.lineage import artifact_files
 REPORT_FILE = "performance.json"
 TRANSFORM_SIGNATURE = "transform_features"  # gives the label, as for the Evaluator
 BATCH_SIZE = 1024
-# TFMA's AUC default, so the AUC on a span compares with the one at push time.
-AUC_THRESHOLDS = 10000
 
 
 class ServedModelPerformance(tfx.dsl.Artifact):
@@ -39,21 +39,16 @@ def score(model_dir: str, examples_uri: str) -> dict:
     model = tf.saved_model.load(model_dir)
     probability_of = model.signatures[signatures.EVALUATION_SIGNATURE]
     transform = model.signatures[TRANSFORM_SIGNATURE]
-    auc = tf.keras.metrics.AUC(num_thresholds=AUC_THRESHOLDS)
-    accuracy = tf.keras.metrics.BinaryAccuracy(threshold=0.5)
-    count, positives = 0, 0
+    labels, probabilities = [], []
     for batch in serialized_examples(examples_uri):
-        labels = transform(examples=batch)[features.TRANSFORMED_LABEL_KEY]
-        labels = tf.reshape(tf.cast(labels, tf.float32), [-1, 1])
-        probabilities = probability_of(inputs=batch)["outputs"]
-        auc.update_state(labels, probabilities)
-        accuracy.update_state(labels, probabilities)
-        count += int(labels.shape[0])
-        positives += int(tf.reduce_sum(labels))
-    # With one class only AUC is undefined (Keras would say 0): no verdict on it.
-    defined = 0 < positives < count
-    return {"auc": float(auc.result()) if defined else None,
-            "binary_accuracy": float(accuracy.result()), "example_count": count}
+        labels.append(transform(examples=batch)[features.TRANSFORMED_LABEL_KEY].numpy())
+        probabilities.append(probability_of(inputs=batch)["outputs"].numpy()[:, 0])
+    labels, probabilities = np.concatenate(labels), np.concatenate(probabilities)
+    # With one class only AUC is undefined: no verdict on it.
+    auc = (float(metrics.roc_auc_score(labels, probabilities))
+           if len(np.unique(labels)) == 2 else None)
+    accuracy = float(np.mean((probabilities > 0.5) == (labels == 1)))
+    return {"auc": auc, "binary_accuracy": accuracy, "example_count": len(labels)}
 
 
 def decay_reasons(measured: dict, push_time: dict, min_auc: float, min_accuracy: float,
