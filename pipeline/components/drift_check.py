@@ -77,18 +77,20 @@ def DriftCheck(
     values = {"span": run_summary.span_of(examples.mlmd_artifact) or 0,
               "model_version": (pushed_model.get_string_custom_property("pushed_version")
                                 if pushed_model is not None else ""),
-              "measured": int(training_statistics is not None),
+              # Nothing to compare: no served model yet, or a schema without
+              # comparators (an ImportSchemaGen cached from before they were added).
+              "measured": int(training_statistics is not None and bool(compared)),
               "drifted": 0, "drifted_features": ""}
     for feature, (_, threshold) in compared.items():
         values[f"threshold:{feature}"] = threshold
     rows = [{"feature": feature, "comparator": kind, "threshold": threshold,
              "distance": None, "crossed": False}
             for feature, (kind, threshold) in sorted(compared.items())]
-    if training_statistics is not None:
-        measured = distances(span_statistics(statistics),
-                             training_window_statistics(training_statistics), schema_proto)
+    if values["measured"]:
+        found = distances(span_statistics(statistics),
+                          training_window_statistics(training_statistics), schema_proto)
         for row in rows:
-            row["distance"] = measured.get(row["feature"])
+            row["distance"] = found.get(row["feature"])
             if row["distance"] is not None:
                 values[f"distance:{row['feature']}"] = row["distance"]
                 row["crossed"] = row["distance"] > row["threshold"]

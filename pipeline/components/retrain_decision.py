@@ -59,7 +59,7 @@ def decide(train_when: str, performance, drift) -> tuple[bool, str]:
         kept.append("no decay (" + performance.get_string_custom_property("reason") + ")")
     if "drift" in chosen:
         kept.append("no drift" if drift.get_int_custom_property("measured")
-                    else "no drift measured (no training statistics)")
+                    else "drift not measured")
     return False, "; ".join(kept)
 
 
