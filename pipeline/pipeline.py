@@ -1,8 +1,10 @@
 """The taxi tips pipeline: every component, wired in data-flow order.
 
 New span -> statistics -> validation against the curated schema (a failed
-validation stops the run) -> Transform and Trainer on a rolling window of
-spans -> Evaluator against the serving model -> Pusher, only if blessed.
+validation stops the run) -> decay and drift checks against the served model,
+and a retrain decision -> if it says retrain: Transform and Trainer on a
+rolling window of spans -> Evaluator against the serving model -> Pusher,
+only if blessed.
 """
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -90,7 +92,8 @@ def span_checks(cfg: pipeline_config.PipelineConfig, new_span, statistics, curat
     (decay of its metrics, drift from its training data) and decides by the
     `train_when` policy whether the span trains a new model."""
     policies(train_when)  # an unknown policy fails here, not after ingestion
-    # Plain Channels: the Pusher, Evaluator and Transform of any earlier run.
+    # Plain Channels over every run, by the default ids of the Pusher, Evaluator
+    # and Transform in create_pipeline.
     served = tfx.dsl.Resolver(
         strategy_class=ServedModelStrategy,
         examples=new_span.outputs["examples"],
@@ -130,10 +133,12 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
     inferred_schema = tfx.components.SchemaGen(
         statistics=statistics.outputs["statistics"], infer_feature_shape=True)
 
-    checks = span_checks(cfg, new_span, statistics, curated_schema, gate, cfg.train_when)
-    decision = checks[-1]
+    served, decay, drift, decision = span_checks(cfg, new_span, statistics, curated_schema,
+                                                 gate, cfg.train_when)
 
     # Nodes inside are skipped (and the run succeeds) when the policy says no.
+    # TFX makes the decision an input of each of them, hence part of their cache
+    # key: a rerun with nothing new keeps it, as it resolves the same served model.
     with tfx.dsl.Cond(decision.outputs["decision"].future()[0]
                       .custom_property("retrain") == 1):
         # A component's output channel gives only this run's artifacts; a plain
@@ -197,8 +202,8 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig) -> tfx.dsl.Pipeline:
         metadata_connection_config=tfx.orchestration.metadata
         .sqlite_metadata_connection_config(str(cfg.metadata_path)),
         components=[new_span, statistics, inferred_schema, curated_schema, validation,
-                    gate, *checks, window, analyzer_cache, transform, trainer, baseline,
-                    evaluator, pusher],
+                    gate, served, decay, drift, decision, window, analyzer_cache, transform,
+                    trainer, baseline, evaluator, pusher],
         enable_cache=cfg.enable_cache,
         beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS)
 

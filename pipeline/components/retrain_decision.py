@@ -36,6 +36,24 @@ def drift_description(drift) -> str:
         f"{drift.get_float_custom_property('threshold:' + name):g}" for name in features)
 
 
+def closest_to_drift(drift) -> str:
+    """e.g. 'pickup_latitude 0.15 of 0.4': the feature nearest its threshold,
+    relative to it (thresholds differ tenfold between features)."""
+    properties = drift.mlmd_artifact.custom_properties
+    share = {}
+    for key in properties:
+        if key.startswith("distance:"):
+            name = key.split(":", 1)[1]
+            threshold = properties["threshold:" + name].double_value
+            share[name] = (properties[key].double_value / threshold if threshold > 0
+                           else float("inf"))
+    if not share:
+        return "no feature compared"
+    name = max(share, key=share.get)
+    return (f"{name} {drift.get_float_custom_property('distance:' + name):.2f} of "
+            f"{drift.get_float_custom_property('threshold:' + name):g}")
+
+
 def decide(train_when: str, performance, drift) -> tuple[bool, str]:
     chosen = policies(train_when)
     # Nothing to serve is worse than any model: every policy trains the first.
@@ -58,8 +76,8 @@ def decide(train_when: str, performance, drift) -> tuple[bool, str]:
     if "decay" in chosen:
         kept.append("no decay (" + performance.get_string_custom_property("reason") + ")")
     if "drift" in chosen:
-        kept.append("no drift" if drift.get_int_custom_property("measured")
-                    else "drift not measured")
+        kept.append(f"no drift (closest: {closest_to_drift(drift)})"
+                    if drift.get_int_custom_property("measured") else "drift not measured")
     return False, "; ".join(kept)
 
 
