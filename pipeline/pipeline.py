@@ -1,8 +1,10 @@
 """The taxi tips pipeline: every component, wired in data-flow order.
 
 New span -> statistics -> validation against the curated schema (a failed
-validation stops the run) -> Transform and Trainer on a rolling window of
-spans -> Evaluator against the serving model -> Pusher, only if blessed.
+validation stops the run) -> decay and drift checks against the served model,
+and a retrain decision -> if it says retrain: Transform and Trainer on a
+rolling window of spans -> Evaluator against the serving model -> Pusher,
+only if blessed.
 """
 import hashlib
 import os
@@ -17,6 +19,10 @@ from pipeline import config as pipeline_config
 from pipeline.components.atomic_pusher import AtomicPusherExecutor
 from pipeline.components.baseline_model import BlessedBeforeCandidateStrategy
 from pipeline.components.csv_ingestion import CsvIngestionExecutor
+from pipeline.components.decay_check import DecayCheck
+from pipeline.components.drift_check import DriftCheck
+from pipeline.components.retrain_decision import RetrainDecision, policies
+from pipeline.components.served_model import ServedModelStrategy
 from pipeline.components.training_window import ValidatedSpansStrategy
 from pipeline.components.transform_cache import CacheBeforeNewestSpanStrategy
 from pipeline.components.validation_gate import ValidationGate
@@ -106,6 +112,45 @@ def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int):
     return new_span, statistics, curated_schema, validation, gate
 
 
+def span_checks(cfg: pipeline_config.PipelineConfig, new_span, statistics, curated_schema,
+                gate, train_when: str):
+    """Measures every validated span against the model served when it arrived
+    (decay of its metrics, drift from its training data) and decides by the
+    `train_when` policy whether the span trains a new model."""
+    policies(train_when)  # an unknown policy fails here, not after ingestion
+    # Plain Channels over every run, by the default ids of the Pusher, Evaluator
+    # and Transform in create_pipeline.
+    served = tfx.dsl.Resolver(
+        strategy_class=ServedModelStrategy,
+        examples=new_span.outputs["examples"],
+        pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel,
+                                     producer_component_id="Pusher",
+                                     output_key="pushed_model"),
+        evaluation=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelEvaluation,
+                                   producer_component_id="Evaluator", output_key="evaluation"),
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                   producer_component_id="Transform",
+                                   output_key="pre_transform_stats"),
+    ).with_id("served_model_resolver")
+    decay = DecayCheck(
+        examples=new_span.outputs["examples"],
+        pushed_model=served.outputs["pushed_model"],
+        push_evaluation=served.outputs["evaluation"],
+        min_auc=cfg.min_auc, min_accuracy=cfg.min_accuracy,
+        max_auc_drop=cfg.max_decay_auc_drop)
+    drift = DriftCheck(
+        examples=new_span.outputs["examples"],
+        statistics=statistics.outputs["statistics"],
+        schema=curated_schema.outputs["schema"],
+        pushed_model=served.outputs["pushed_model"],
+        training_statistics=served.outputs["statistics"])
+    for check in (decay, drift):
+        check.add_upstream_node(gate)  # a span that failed validation is not measured
+    decision = RetrainDecision(performance=decay.outputs["performance"],
+                               drift=drift.outputs["drift"], train_when=train_when)
+    return served, decay, drift, decision
+
+
 def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
                     train_when: str = "always", metadata_connection_config=None,
                     beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS) -> tfx.dsl.Pipeline:
@@ -118,68 +163,76 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
     inferred_schema = tfx.components.SchemaGen(
         statistics=statistics.outputs["statistics"], infer_feature_shape=True)
 
-    # A component's output channel gives only this run's artifacts; a plain
-    # Channel into a Resolver queries every run of the pipeline in ML Metadata.
-    window = tfx.dsl.Resolver(
-        strategy_class=ValidatedSpansStrategy,
-        config={"num_spans": cfg.training_window_spans},
-        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                                 producer_component_id=new_span.id, output_key="examples"),
-    ).with_id("training_window_resolver")
-    window.add_upstream_node(gate)  # this run's span counts once it passed
-    analyzer_cache = tfx.dsl.Resolver(
-        strategy_class=CacheBeforeNewestSpanStrategy,
-        examples=new_span.outputs["examples"],
-        cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
-    ).with_id("transform_cache_resolver")
-    transform = tfx.components.Transform(
-        examples=window.outputs["examples"],
-        schema=curated_schema.outputs["schema"],
-        analyzer_cache=analyzer_cache.outputs["cache"],
-        preprocessing_fn=pipeline_config.PREPROCESSING_FN,
-        custom_config={"code_version": code_version})
-    transform.add_upstream_node(gate)  # no Transform, hence no model, from bad data
+    served, decay, drift, decision = span_checks(cfg, new_span, statistics, curated_schema,
+                                                 gate, train_when)
 
-    trainer = tfx.components.Trainer(
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=curated_schema.outputs["schema"],
-        run_fn=pipeline_config.RUN_FN,
-        train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=cfg.eval_steps),
-        custom_config={"hyperparameters": cfg.hyperparameters,
-                       "code_version": code_version})
+    # Nodes inside are skipped (and the run succeeds) when the policy says no.
+    # TFX makes the decision an input of each of them, hence part of their cache
+    # key: a rerun with nothing new keeps it, as it resolves the same served model.
+    with tfx.dsl.Cond(decision.outputs["decision"].future()[0]
+                      .custom_property("retrain") == 1):
+        # A component's output channel gives only this run's artifacts; a plain
+        # Channel into a Resolver queries every run of the pipeline in ML Metadata.
+        window = tfx.dsl.Resolver(
+            strategy_class=ValidatedSpansStrategy,
+            config={"num_spans": cfg.training_window_spans},
+            examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                     producer_component_id=new_span.id, output_key="examples"),
+        ).with_id("training_window_resolver")
+        window.add_upstream_node(gate)  # this run's span counts once it passed
+        analyzer_cache = tfx.dsl.Resolver(
+            strategy_class=CacheBeforeNewestSpanStrategy,
+            examples=new_span.outputs["examples"],
+            cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
+        ).with_id("transform_cache_resolver")
+        transform = tfx.components.Transform(
+            examples=window.outputs["examples"],
+            schema=curated_schema.outputs["schema"],
+            analyzer_cache=analyzer_cache.outputs["cache"],
+            preprocessing_fn=pipeline_config.PREPROCESSING_FN,
+            custom_config={"code_version": code_version})
+        transform.add_upstream_node(gate)  # no Transform, hence no model, from bad data
 
-    baseline = tfx.dsl.Resolver(
-        strategy_class=BlessedBeforeCandidateStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                              producer_component_id=trainer.id, output_key="model"),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("baseline_model_resolver")
-    baseline.add_upstream_node(trainer)  # the candidate must exist to be excluded
-    evaluator = tfx.components.Evaluator(
-        # The eval splits of the whole window, newest span included: a few
-        # dozen trips of one quarter would make the bars a coin toss.
-        examples=window.outputs["examples"],
-        model=trainer.outputs["model"],
-        baseline_model=baseline.outputs["model"],
-        eval_config=eval_config(cfg))
+        trainer = tfx.components.Trainer(
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=curated_schema.outputs["schema"],
+            run_fn=pipeline_config.RUN_FN,
+            train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps),
+            eval_args=tfx.proto.EvalArgs(num_steps=cfg.eval_steps),
+            custom_config={"hyperparameters": cfg.hyperparameters,
+                           "code_version": code_version})
 
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=str(cfg.serving_model_dir))),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor))
+        baseline = tfx.dsl.Resolver(
+            strategy_class=BlessedBeforeCandidateStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                                  producer_component_id=trainer.id, output_key="model"),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("baseline_model_resolver")
+        baseline.add_upstream_node(trainer)  # the candidate must exist to be excluded
+        evaluator = tfx.components.Evaluator(
+            # The eval splits of the whole window, newest span included: a few
+            # dozen trips of one quarter would make the bars a coin toss.
+            examples=window.outputs["examples"],
+            model=trainer.outputs["model"],
+            baseline_model=baseline.outputs["model"],
+            eval_config=eval_config(cfg))
+
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(
+                    base_directory=str(cfg.serving_model_dir))),
+            custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor))
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_config.PIPELINE_NAME,
         pipeline_root=str(cfg.pipeline_root),
         metadata_connection_config=metadata_connection_config or cfg.metadata_connection,
         components=[new_span, statistics, inferred_schema, curated_schema, validation,
-                    gate, window, analyzer_cache, transform, trainer, baseline, evaluator,
-                    pusher],
+                    gate, served, decay, drift, decision, window, analyzer_cache, transform,
+                    trainer, baseline, evaluator, pusher],
         enable_cache=cfg.enable_cache,
         beam_pipeline_args=beam_pipeline_args)
 

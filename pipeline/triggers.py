@@ -69,8 +69,11 @@ def parse_policy(text: str) -> tuple[str, ...]:
 def train_when(trigger: Trigger, policy: tuple[str, ...]) -> str:
     """The condition under which this run trains a model: 'always', a comma
     list of measured conditions ('decay,drift'), or '' (never)."""
-    if trigger.kind in ("manual", "schedule"):
-        return "always"  # on demand, or the schedule the user set
+    if trigger.kind == "schedule":
+        return "always"  # the schedule the user set
+    # A manual run follows the policy as a new span does, so that a cron job can
+    # run `run_local.py --retrain-on decay`, and a manual rerun of a span the
+    # watcher handled finds every step cached.
     if "new-span" in policy:
         return "always"
     return ",".join(name for name in ("decay", "drift") if name in policy)

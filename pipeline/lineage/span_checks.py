@@ -15,7 +15,7 @@ from pipeline.lineage.records import (ArtifactRecord, FeatureDrift,
 
 # DecayCheck: output type, and the input key of the PushedModel it measured.
 PERFORMANCE_TYPE = 'ServedModelPerformance'
-SERVED_MODEL_INPUT = 'served_model'
+SERVED_MODEL_INPUT = 'pushed_model'
 METRICS = ('auc', 'binary_accuracy')
 PUSH_PREFIX = 'push_'  # push_auc: the metric at push time
 EXAMPLE_COUNT = 'example_count'

@@ -14,6 +14,11 @@ EXPECTED_OUTPUTS = {
     "SchemaGen": {"Schema"},
     "ImportSchemaGen": {"Schema"},
     "ExampleValidator": {"ExampleAnomalies"},
+    # The span checks: the served model's metrics and the data's drift on the
+    # new span, and whether the span trains a model.
+    "DecayCheck": {"ServedModelPerformance"},
+    "DriftCheck": {"DataDrift"},
+    "RetrainDecision": {"RetrainDecision"},
     # Transform also writes statistics, schema and anomalies of the data it saw.
     "Transform": {"TransformGraph", "Examples", "TransformCache", "ExampleStatistics",
                   "Schema", "ExampleAnomalies"},
