@@ -21,6 +21,11 @@ from pipeline.lineage.records import (ArtifactRecord, Edge, LineageGraph,
 # cache only saves re-analysing spans it also reads as 'examples'. Following
 # them would credit a model with older runs' data.
 NOT_MADE_FROM = frozenset({'baseline_model', 'analyzer_cache'})
+# TFX gives each step inside a Cond its predicate's channel as an input, keyed
+# '_<producer>.<output>' (e.g. '_RetrainDecision.decision'): it decided whether
+# the step ran, not what it is made from, and following it would credit a new
+# model with the served model's spans through the span checks.
+IMPLICIT_INPUT_PREFIX = '_'
 # Enough for ExampleGen -> ... -> Pusher with room for side branches.
 DEFAULT_MAX_HOPS = 40
 
@@ -79,6 +84,10 @@ class _Subgraph:
       if not self.executions[execution_id].cached:
         return key, execution_id
     return candidates[0] if candidates else None
+
+
+def _made_from(key: str, skip_inputs: frozenset[str]) -> bool:
+  return key not in skip_inputs and not key.startswith(IMPLICIT_INPUT_PREFIX)
 
 
 def _subgraph(store: queries.Store, artifact_ids: Iterable[int],
@@ -144,7 +153,7 @@ def upstream(store: queries.Store, artifact_id: int,
     builder.add_execution(execution_id)
     builder.add_edge(current, execution_id, 'output', key)
     for input_key, input_id in index.inputs[execution_id]:
-      if input_key in skip_inputs:
+      if not _made_from(input_key, skip_inputs):
         continue
       builder.add_artifact(input_id)
       builder.add_edge(input_id, execution_id, 'input', input_key)
@@ -168,7 +177,7 @@ def downstream(store: queries.Store, artifact_id: int,
     seen.add(current)
     builder.add_artifact(current)
     for key, execution_id in index.consumers[current]:
-      if key in skip_inputs:
+      if not _made_from(key, skip_inputs):
         continue
       builder.add_execution(execution_id)
       builder.add_edge(current, execution_id, 'input', key)
