@@ -11,7 +11,7 @@ from sklearn import metrics
 from tfx import v1 as tfx
 
 from models import features, signatures
-from pipeline import run_summary
+from metadata.artifacts import span_of
 from pipeline.components.check_record import record
 from pipeline.lineage import artifact_files
 
@@ -89,7 +89,7 @@ def DecayCheck(
             tfx.types.standard_artifacts.PushedModel] = None,
         push_evaluation: tfx.dsl.components.InputArtifact[
             tfx.types.standard_artifacts.ModelEvaluation] = None):
-    span = run_summary.span_of(examples.mlmd_artifact) or 0
+    span = span_of(examples.mlmd_artifact) or 0
     if pushed_model is None:
         record(performance, {"span": span, "model_version": "", "measured": 0,
                              "decayed": 0, "reason": "no served model yet"}, REPORT_FILE)

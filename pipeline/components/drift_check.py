@@ -9,7 +9,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx import v1 as tfx
 from tfx.components.statistics_gen import stats_artifact_utils
 
-from pipeline import run_summary
+from metadata.artifacts import span_of
 from pipeline.components.check_record import record
 
 REPORT_FILE = "drift.json"
@@ -74,7 +74,7 @@ def DriftCheck(
             tfx.types.standard_artifacts.ExampleStatistics] = None):
     schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt"))
     compared = comparators(schema_proto)
-    values = {"span": run_summary.span_of(examples.mlmd_artifact) or 0,
+    values = {"span": span_of(examples.mlmd_artifact) or 0,
               "model_version": (pushed_model.get_string_custom_property("pushed_version")
                                 if pushed_model is not None else ""),
               # Nothing to compare: no served model yet, or a schema without

@@ -5,7 +5,7 @@ import os
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import run_summary
+from metadata.artifacts import span_of
 from pipeline.lineage.store import open_store
 
 EXPECTED_OUTPUTS = {
@@ -70,7 +70,7 @@ def test_component_outputs_exist_on_disk_and_in_metadata(store, node_id):
 def test_example_gen_splits_each_span_into_train_and_eval(store):
     execution = latest_execution(store, "CsvExampleGen")
     (examples,) = artifacts_of(store, execution, metadata_store_pb2.Event.OUTPUT)["examples"]
-    assert run_summary.span_of(examples) == 16
+    assert span_of(examples) == 16
     assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train"]
 
 
@@ -84,7 +84,7 @@ def test_transform_and_trainer_read_the_rolling_window(store):
     windows = []
     for execution in executions_of(store, "Transform"):
         inputs = artifacts_of(store, execution, metadata_store_pb2.Event.INPUT)
-        windows.append(sorted(run_summary.span_of(a) for a in inputs["examples"]))
+        windows.append(sorted(span_of(a) for a in inputs["examples"]))
     # First run, the cached rerun, the run after span 16 arrived.
     assert windows == [[13, 14, 15], [13, 14, 15], [14, 15, 16]]
     latest = artifacts_of(store, executions_of(store, "Transform")[-1],

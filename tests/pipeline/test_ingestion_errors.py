@@ -8,7 +8,7 @@ import pathlib
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import run_summary
+from metadata import connection, runs
 from pipeline.components.csv_ingestion import IngestionError, check_csv_file, check_span_files
 from pipeline.lineage.store import open_store
 from tests.conftest import FIRST_SPANS, PipelineRuns, copy_store, make_spans, run_pipeline
@@ -110,7 +110,8 @@ def test_row_with_missing_fields_stops_the_run_at_ingestion(good_store, tmp_path
     # ImportSchemaGen needs no examples, so it may have run; nothing downstream did.
     downstream = {"StatisticsGen", "ExampleValidator", "ValidationGate", *STEPS_AFTER_THE_GATE}
     assert not set(steps) & downstream, steps
-    assert BAD_SPAN not in run_summary.ingested_spans(output_dir / "metadata.sqlite")
+    store = connection.open_reader(connection.sqlite_config(output_dir / "metadata.sqlite"))
+    assert BAD_SPAN not in runs.ingested_spans(store, "taxi_tips")
     assert served_versions(output_dir) == versions_before
 
 

@@ -9,7 +9,7 @@ import re
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import run_summary
+from metadata.artifacts import span_of
 from pipeline.lineage.store import open_store
 from tests.conftest import NEW_SPAN, copy_store, run_pipeline
 from tests.pipeline.test_components import artifacts_of, executions_of
@@ -76,7 +76,7 @@ def test_every_run_measures_its_span_against_the_model_served_when_it_arrived(pi
          metadata_store_pb2.Execution.COMPLETE] * 3
 
     for inputs, performance, _ in decay[:2]:  # span 15: nothing was served yet
-        assert run_summary.span_of(inputs["examples"][0]) == performance["span"] == 15
+        assert span_of(inputs["examples"][0]) == performance["span"] == 15
         assert "pushed_model" not in inputs
         assert performance["measured"] == 0 and performance["reason"] == "no served model yet"
     for _, decision, _ in decisions[:2]:
@@ -85,7 +85,7 @@ def test_every_run_measures_its_span_against_the_model_served_when_it_arrived(pi
     # Span 16 is scored with the model the first run pushed, not the one
     # trained on span 16 since, and compared with that model's push-time AUC.
     inputs, performance, _ = decay[2]
-    assert run_summary.span_of(inputs["examples"][0]) == performance["span"] == NEW_SPAN
+    assert span_of(inputs["examples"][0]) == performance["span"] == NEW_SPAN
     (pushed,) = inputs["pushed_model"]
     assert properties(pushed)["pushed_version"] == performance["model_version"] == first_version
     assert len(inputs["push_evaluation"]) == 1
