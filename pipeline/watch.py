@@ -57,14 +57,19 @@ def watch(cfg: pipeline_config.PipelineConfig, out, stop) -> int:
               f"retraining on {','.join(cfg.retrain_on)}; schedule {schedule}. "
               f"Ctrl-C or SIGTERM stops.", file=out, flush=True)
         watching_since = time.time()
+        # A run that failed before ML Metadata could record it would be due
+        # again at every look; it is tried once per watcher.
+        tried = set()
         while not stop.requested:
             on_disk = triggers.complete_spans(cfg.data_dir)
             for trigger in due_triggers(cfg, on_disk, watching_since):
-                if stop.requested:
-                    break
+                if stop.requested or trigger in tried:
+                    continue
+                tried.add(trigger)
                 run_under_lock(cfg, trigger, on_disk, out, stop, wait=True)
                 if trigger.kind == "schedule":
                     watching_since = time.time()
+                    tried.discard(trigger)
             stop.sleep(cfg.check_every_seconds)
         print(f"Watcher {stop.reason or 'stopped'}.", file=out, flush=True)
     return 0
