@@ -11,10 +11,12 @@ from pipeline.lineage import format_json, records
 from pipeline.lineage import span_checks as checks
 from tests.lineage.test_model_trace import RawLineage
 
-# Until DecayCheck and DriftCheck (branch span-checks) land, their outputs are
-# written here with ML Metadata's API, as the components' contract says they
-# record them: a real store, not a mock. Replace these with the components'
-# real outputs (a pipeline run on spans 17 and 18) once they are in the DAG.
+# The shared store holds the real DecayCheck and DriftCheck of span 16 (the
+# fixture's third run measured it against the first pushed version). Spans 17
+# and 18 against the served version are written here with ML Metadata's API, as
+# the components record them, to spare two more pipeline runs: a real store,
+# not a mock. The components themselves are tested end to end in
+# tests/pipeline/test_span_checks.py and tests/continuous/test_watch.py.
 DECAY_DETAIL = "span 18: decay: auc 0.61 below the bar 0.75"
 
 
@@ -103,7 +105,8 @@ def _distances(trip_miles: float, drifted: bool) -> dict:
 @pytest.fixture
 def measured(store, store_copy):
     """The copy, after spans 17 and 18 were measured against the served model
-    (span 18 decayed and drifted) and span 16 against the older version."""
+    (span 18 decayed and drifted); span 16 was measured against the older
+    version by the real DecayCheck."""
     mlmd = store_copy.mlmd
     older, served = (str(v) for v in store.pushed_versions()[-2:])
     pushed, evaluation, schema = _push_inputs(store_copy, served)
@@ -119,11 +122,6 @@ def measured(store, store_copy):
                  {"auc": 0.86, "binary_accuracy": 0.80, "example_count": 120,
                   checks.DECAYED: 0, checks.REASON: "within the bars", **push},
                  _distances(0.04, drifted=False), trigger="new span 17")
-    old_pushed, old_evaluation, _ = _push_inputs(store_copy, older)
-    measure_span(mlmd, 16, old_pushed, old_evaluation, schema,
-                 {"auc": 0.80, "binary_accuracy": 0.78, "example_count": 120,
-                  checks.DECAYED: 0, checks.REASON: "within the bars"},
-                 None, trigger="new span 16")
     return store_copy, older, at_push
 
 
@@ -139,6 +137,7 @@ def test_served_model_decay_series_in_span_order(measured):
     assert [p["run"] for p in performance] == ["span-17-run", "span-18-run"]
     older_series = copy.cli_json("model", "--version", older)["model_trace"]["performance"]
     assert [p["span"] for p in older_series] == [16], "each push has its own series"
+    assert older_series[0]["measured"] and set(older_series[0]["metrics"]) == set(checks.METRICS)
 
     text = copy.cli("model")
     section = text.split("Since the push: the model on each new span", 1)[1]
@@ -157,7 +156,11 @@ def test_served_model_drift_per_span_with_crossings_named(measured):
     assert features["trip_miles"] == {"feature": "trip_miles", "distance": 0.31,
                                       "threshold": 0.2, "drifted": True}
     assert features["payment_type"]["drifted"] is False
-    assert copy.cli_json("model", "--version", older)["model_trace"]["drift"] == []
+    # The real DriftCheck of span 16 against the older version: every compared
+    # feature has its distance, crossing or not.
+    (older_drift,) = copy.cli_json("model", "--version", older)["model_trace"]["drift"]
+    assert older_drift["span"] == 16 and older_drift["measured"]
+    assert {"payment_type", "fare"} <= {f["feature"] for f in older_drift["features"]}
     trace = format_json.loads(copy.cli("model", "--format", "json"))
     assert trace.drift[1].features[0] == records.FeatureDrift("trip_miles", 0.31, 0.2, True)
 
