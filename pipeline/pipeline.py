@@ -117,7 +117,6 @@ def span_checks(cfg: pipeline_config.PipelineConfig, new_span, statistics, curat
     """Measures every validated span against the model served when it arrived
     (decay of its metrics, drift from its training data) and decides by the
     `train_when` policy whether the span trains a new model."""
-    policies(train_when)  # an unknown policy fails here, not after ingestion
     # Plain Channels over every run, by the default ids of the Pusher, Evaluator
     # and Transform in create_pipeline.
     served = tfx.dsl.Resolver(
@@ -146,8 +145,17 @@ def span_checks(cfg: pipeline_config.PipelineConfig, new_span, statistics, curat
         training_statistics=served.outputs["statistics"])
     for check in (decay, drift):
         check.add_upstream_node(gate)  # a span that failed validation is not measured
-    decision = RetrainDecision(performance=decay.outputs["performance"],
-                               drift=drift.outputs["drift"], train_when=train_when)
+    # The decision reads only the served model and the checks its policy names.
+    # TFX makes it an input of every node under the Cond, so it is part of their
+    # cache keys: a change that only re-measures a span (an Evaluator bar) must
+    # leave it, and so the trained model, cached.
+    chosen = policies(train_when)
+    decision = RetrainDecision(
+        served_model=served.outputs["pushed_model"],
+        performance=decay.outputs["performance"] if "decay" in chosen else None,
+        drift=drift.outputs["drift"] if "drift" in chosen else None,
+        train_when=train_when)
+    decision.add_upstream_node(gate)  # decided only for a span that passed
     return served, decay, drift, decision
 
 

@@ -54,15 +54,17 @@ def closest_to_drift(drift) -> str:
             f"{drift.get_float_custom_property('threshold:' + name):g}")
 
 
-def decide(train_when: str, performance, drift) -> tuple[bool, str]:
+def decide(train_when: str, served_model, performance, drift) -> tuple[bool, str]:
+    """`performance` is given when the policy names decay, `drift` when it
+    names drift; the decision reads nothing else."""
     chosen = policies(train_when)
     # Nothing to serve is worse than any model: every policy trains the first.
-    if not performance.get_int_custom_property("measured"):
+    if served_model is None:
         return True, "no served model yet"
     if "always" in chosen:
         return True, "new span"
-    decayed = performance.get_int_custom_property("decayed") == 1
-    drifted = drift.get_int_custom_property("drifted") == 1
+    decayed = performance is not None and performance.get_int_custom_property("decayed") == 1
+    drifted = drift is not None and drift.get_int_custom_property("drifted") == 1
     reasons = []
     if "decay" in chosen and decayed:
         reasons.append("decay: " + performance.get_string_custom_property("reason"))
@@ -71,7 +73,8 @@ def decide(train_when: str, performance, drift) -> tuple[bool, str]:
     if reasons:
         return True, "; ".join(reasons)
     if not chosen:
-        return False, "never retrain (train_when is empty)"
+        return False, ("never retrain on a new span (--retrain-on schedule: only the "
+                       "schedule trains)")
     kept = []
     if "decay" in chosen:
         kept.append("no decay (" + performance.get_string_custom_property("reason") + ")")
@@ -83,10 +86,12 @@ def decide(train_when: str, performance, drift) -> tuple[bool, str]:
 
 @tfx.dsl.components.component
 def RetrainDecision(
-        performance: tfx.dsl.components.InputArtifact[ServedModelPerformance],
-        drift: tfx.dsl.components.InputArtifact[DataDrift],
         decision: tfx.dsl.components.OutputArtifact[RetrainDecisionArtifact],
-        train_when: tfx.dsl.components.Parameter[str] = "always"):
-    retrain, reason = decide(train_when, performance, drift)
+        train_when: tfx.dsl.components.Parameter[str] = "always",
+        served_model: tfx.dsl.components.InputArtifact[
+            tfx.types.standard_artifacts.PushedModel] = None,
+        performance: tfx.dsl.components.InputArtifact[ServedModelPerformance] = None,
+        drift: tfx.dsl.components.InputArtifact[DataDrift] = None):
+    retrain, reason = decide(train_when, served_model, performance, drift)
     record(decision, {"retrain": int(retrain), "reason": reason,
                       "train_when": train_when}, REPORT_FILE)
