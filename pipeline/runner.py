@@ -72,7 +72,7 @@ def _trigger_after_decision(trigger: Trigger, summary) -> dict:
     that: record 'decay' or 'drift', with the measurement, as the trigger."""
     reason = summary.retrain_reason or ""
     kind = reason.split(":", 1)[0]
-    if trigger.kind == "new span" and summary.retrain and kind in ("decay", "drift"):
+    if trigger.kind in ("new span", "manual") and summary.retrain and kind in ("decay", "drift"):
         return {runs.TRIGGER: kind, runs.TRIGGER_DETAIL: f"span {trigger.span}: {reason}"}
     return {}
 
