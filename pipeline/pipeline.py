@@ -6,9 +6,6 @@ and a retrain decision -> if it says retrain: Transform and Trainer on a
 rolling window of spans -> Evaluator against the serving model -> Pusher,
 only if blessed.
 """
-import hashlib
-import os
-
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
@@ -19,6 +16,7 @@ from pipeline import config as pipeline_config
 from pipeline.components.atomic_pusher import AtomicPusherExecutor
 from pipeline.components.baseline_model import BlessedBeforeCandidateStrategy
 from pipeline.components.csv_ingestion import CsvIngestionExecutor
+from pipeline.components.curated_schema import CuratedSchemaGen
 from pipeline.components.decay_check import DecayCheck
 from pipeline.components.drift_check import DriftCheck
 from pipeline.components.retrain_decision import RetrainDecision, policies
@@ -83,27 +81,13 @@ def example_gen(cfg: pipeline_config.PipelineConfig, span: int):
     ).with_id("CsvExampleGen")
 
 
-def curated_schema_file(cfg: pipeline_config.PipelineConfig) -> str:
-    """The curated schema, copied under a folder named by its content's hash.
-    ImportSchemaGen's cache key covers the file's path, not its content: an
-    edited schema would be ignored on an existing store until a --no-cache run."""
-    content = cfg.schema_file.read_bytes()
-    target = (cfg.pipeline_root / "curated_schema" / hashlib.sha256(content).hexdigest()[:16]
-              / cfg.schema_file.name)
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        partial.write_bytes(content)
-        os.replace(partial, target)
-    return str(target)
-
-
 def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int):
     """ExampleGen, statistics and validation of one span against the curated
     schema; the gate fails the run if the span has anomalies."""
     new_span = example_gen(cfg, span)
     statistics = tfx.components.StatisticsGen(examples=new_span.outputs["examples"])
-    curated_schema = tfx.components.ImportSchemaGen(schema_file=curated_schema_file(cfg))
+    # The node keeps ImportSchemaGen's id; its cache key also covers the content.
+    curated_schema = CuratedSchemaGen(schema_file=str(cfg.schema_file)).with_id("ImportSchemaGen")
     validation = tfx.components.ExampleValidator(
         statistics=statistics.outputs["statistics"],
         schema=curated_schema.outputs["schema"])
