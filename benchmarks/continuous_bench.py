@@ -140,7 +140,10 @@ def main(argv=None) -> int:
               f"earlier quarters under new span numbers, so nothing is cached.\n\n{table}\n")
     print(report)
     if not args.no_write:
-        RESULTS.write_text(report)
+        # Keep the hand-written findings when the table is measured again.
+        old = RESULTS.read_text() if RESULTS.exists() else ""
+        findings = old[old.index("\n## Findings"):] if "\n## Findings" in old else ""
+        RESULTS.write_text(report + findings)
     return 0
 
 
