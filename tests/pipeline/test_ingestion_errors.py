@@ -11,21 +11,10 @@ from ml_metadata.proto import metadata_store_pb2
 from metadata import connection, runs
 from pipeline.components.csv_ingestion import IngestionError, check_csv_file, check_span_files
 from pipeline.lineage.store import open_store
-from tests.conftest import FIRST_SPANS, PipelineRuns, copy_store, make_spans, run_pipeline
+from tests.conftest import copy_store, run_pipeline
 
-BAD_SPAN = 16
+BAD_SPAN = 17  # after the shared store's spans 13..16; each test runs on a copy
 STEPS_AFTER_THE_GATE = ("Transform", "Trainer", "Evaluator", "Pusher")
-
-
-@pytest.fixture(scope="module")
-def good_store(tmp_path_factory) -> PipelineRuns:
-    """Spans 13..15 ingested, trained on and pushed once; each test runs on a copy."""
-    root = tmp_path_factory.mktemp("ingestion-errors")
-    data_dir, output_dir = root / "data", root / "outputs"
-    make_spans(data_dir, *FIRST_SPANS)
-    first = run_pipeline(data_dir, output_dir)
-    assert first.returncode == 0, first.stdout + first.stderr
-    return PipelineRuns(data_dir, output_dir, first, cached=None, after_new_span=None)
 
 
 def read_rows(csv_path) -> list[list[str]]:
@@ -57,8 +46,8 @@ def latest_run_steps(metadata_path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("rows", [0, 3], ids=["header-only", "three-rows"])
-def test_empty_or_nearly_empty_span_stops_the_run_at_validation(good_store, tmp_path, rows):
-    data_dir, output_dir = copy_store(good_store, tmp_path)
+def test_empty_or_nearly_empty_span_stops_the_run_at_validation(pipeline_runs, tmp_path, rows):
+    data_dir, output_dir = copy_store(pipeline_runs, tmp_path)
     versions_before = served_versions(output_dir)
     write_rows(data_dir / f"span-{BAD_SPAN}" / "data.csv",
                read_rows(data_dir / "span-15" / "data.csv")[:1 + rows])
@@ -86,8 +75,8 @@ def test_empty_or_nearly_empty_span_stops_the_run_at_validation(good_store, tmp_
     assert served_versions(output_dir) == versions_before
 
 
-def test_row_with_missing_fields_stops_the_run_at_ingestion(good_store, tmp_path):
-    data_dir, output_dir = copy_store(good_store, tmp_path)
+def test_row_with_missing_fields_stops_the_run_at_ingestion(pipeline_runs, tmp_path):
+    data_dir, output_dir = copy_store(pipeline_runs, tmp_path)
     versions_before = served_versions(output_dir)
     rows = read_rows(data_dir / "span-15" / "data.csv")
     rows[5] = rows[5][:-2]  # data row 5, line 6: the last two fields lost
