@@ -10,12 +10,15 @@ import argparse
 import base64
 import json
 import os
+import signal
 import sys
 import time
+import urllib.parse
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import requests
+import urllib3
 
 # TensorFlow is only imported by the gRPC client; when it is, it must use the
 # Keras 2 API like the rest of the project.
@@ -69,6 +72,12 @@ def _json_feature_value(value: Any) -> Any:
     return value
 
 
+def _excerpt(text: str, limit: int = 200) -> str:
+    """`text` on one line, cut to `limit` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
 def _available(version_status: list[dict]) -> bool:
     return any(v.get("state") == "AVAILABLE" for v in version_status)
 
@@ -105,7 +114,9 @@ class RestClient:
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_REST_PORT,
                  timeout: float = 30.0):
-        self.base_url = f"http://{host}:{port}"
+        # An IPv6 address goes in brackets in a URL.
+        self.base_url = f"http://[{host}]:{port}" if ":" in host and not host.startswith(
+            "[") else f"http://{host}:{port}"
         self.timeout = timeout
         self._session = requests.Session()
 
@@ -126,7 +137,11 @@ class RestClient:
         try:
             payload = response.json()
         except ValueError:
-            payload = {"error": response.text}
+            # Not TF Serving's JSON (another HTTP server, a proxy's error page): say so in
+            # one bounded line instead of returning or quoting a whole HTML page.
+            raise ServingRequestError(f"the answer is not JSON: {_excerpt(response.text)}",
+                                      http_status=response.status_code,
+                                      transport="rest") from None
         if response.status_code != 200:
             message = payload.get("error", response.text) if isinstance(
                 payload, dict) else response.text
@@ -382,40 +397,203 @@ class GrpcClient:
         return _wait(self.status, model, timeout, interval)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m serving.client VERB --model NAME [--json BODY]` over REST."""
+# The command line: `python -m serving.client VERB --model NAME ...` over REST. A user's
+# mistake is one line on stderr, never a traceback: exit 2 for a bad command line (as
+# argparse does), 1 when the request fails, with the server's own message when it sent one.
+
+PROG = "python -m serving.client"
+USAGE_ERROR = 2
+REQUEST_FAILED = 1
+
+
+class UsageError(Exception):
+    """A mistake in the command line; the message says which and how to fix it."""
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} is not between 1 and 65535")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return seconds
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m serving.client",
+        prog=PROG, allow_abbrev=False,
         description="Call a TF Serving compatible server's REST API and print the JSON.")
     parser.add_argument("verb", choices=["status", "metadata", "predict", "classify", "regress"])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--version", type=int)
-    parser.add_argument("--label")
-    parser.add_argument("--host", default=DEFAULT_HOST)
-    parser.add_argument("--rest_api_port", type=int, default=DEFAULT_REST_PORT)
-    parser.add_argument("--json", help="request body for predict/classify/regress, "
-                        "exactly as TF Serving's REST API takes it")
-    args = parser.parse_args(argv)
+    version = parser.add_mutually_exclusive_group()
+    version.add_argument("--version", type=int)
+    version.add_argument("--label")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help="host name or address of the server (not a URL)")
+    parser.add_argument("--rest_api_port", type=_port, default=DEFAULT_REST_PORT)
+    parser.add_argument("--timeout", type=_seconds, default=30.0,
+                        help="seconds to wait for the answer (default 30)")
+    parser.add_argument("--json", help="request body for predict/classify/regress, exactly "
+                        "as TF Serving's REST API takes it; @FILE reads it from a file, "
+                        "@- from stdin")
+    parser.add_argument("--instances", help="predict only: the JSON list of instances, "
+                        "sent as {\"instances\": ...} (@FILE and @- as for --json)")
+    parser.add_argument("--signature_name", help="with --instances: the signature to run")
+    return parser
 
+
+def _read_json_argument(option: str, text: str) -> Any:
+    """The JSON in `--option text`, where text may be `@file` or `@-` as with curl's -d."""
+    where = option
+    if text.startswith("@"):
+        path = text[1:]
+        where = f"{option} from stdin" if path == "-" else f"{option} file '{path}'"
+        try:
+            if path == "-":
+                text = sys.stdin.read()
+            else:
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+        except OSError as error:
+            raise UsageError(f"cannot read {where}: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            raise UsageError(f"{where} is not UTF-8 text: {error.reason} at byte "
+                             f"{error.start}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        start = max(0, error.pos - 30)
+        near = (("..." if start else "") + error.doc[start:error.pos] + " >>>"
+                + error.doc[error.pos:error.pos + 30])
+        message = (f"{where} is not valid JSON: {error.msg} at line {error.lineno} column "
+                   f"{error.colno}, here: {_excerpt(near)}")
+        if where == option and '"' not in text and error.doc[error.pos:error.pos + 1].isalpha():
+            # The shell took the double quotes: --json "{"a": 1}" arrives as {a: 1}.
+            message += "; put the JSON in single quotes so the shell keeps its double quotes"
+        raise UsageError(message) from None
+
+
+def _request_from_arguments(args) -> tuple[str, str, Any]:
+    """(method, path, body) of the call the command line asks for."""
+    # A URL or host:port is a common slip; an IPv6 address has two colons or more.
+    if "://" in args.host or "/" in args.host or args.host.count(":") == 1:
+        url = urllib.parse.urlsplit(args.host if "://" in args.host else "http://" + args.host)
+        raise UsageError(f"--host takes a host name or address, not a URL or host:port "
+                         f"({args.host!r}); "
+                         f"use --host {url.hostname or DEFAULT_HOST} "
+                         f"--rest_api_port {url.port or args.rest_api_port}")
     path = _model_path(args.model, args.version, args.label)
     if args.verb in ("status", "metadata"):
-        method, body = "GET", None
-        path += "/metadata" if args.verb == "metadata" else ""
+        for option in ("json", "instances", "signature_name"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"{args.verb} takes no --{option}: it is a GET with no body")
+        return "GET", path + ("/metadata" if args.verb == "metadata" else ""), None
+    if args.instances is not None:
+        if args.verb != "predict":
+            raise UsageError(f"--instances is for predict; {args.verb} takes --json "
+                             "'{\"examples\": [...]}'")
+        if args.json is not None:
+            raise UsageError("give --json or --instances, not both")
+        body = {"instances": _read_json_argument("--instances", args.instances)}
+        if args.signature_name is not None:
+            body["signature_name"] = args.signature_name
+    elif args.json is not None:
+        if args.signature_name is not None:
+            raise UsageError("--signature_name goes with --instances; with --json, put "
+                             "\"signature_name\" in the JSON body")
+        body = _read_json_argument("--json", args.json)
     else:
-        if not args.json:
-            parser.error(f"{args.verb} needs --json with the request body")
-        method, body, path = "POST", json.loads(args.json), f"{path}:{args.verb}"
+        example = ("--instances '[...]' or --json '{\"instances\": [...]}'"
+                   if args.verb == "predict" else "--json '{\"examples\": [...]}'")
+        raise UsageError(f"{args.verb} needs a request body: {example}")
+    return "POST", f"{path}:{args.verb}", body
+
+
+def _connection_problem(error: requests.RequestException, host: str, port: int,
+                        timeout: float) -> str:
+    """One line on why no answer came, and what to check."""
+    reason = getattr(error.args[0], "reason", error.args[0]) if error.args else error
+    if isinstance(error, requests.Timeout):
+        return f"no answer from {host}:{port} within {timeout:g}s (--timeout)"
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
+        return f"cannot resolve host '{host}' (--host)"
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        why = getattr(reason.__cause__, "strerror", None) or "cannot connect"
+        return (f"no server answers at {host}:{port} ({why.lower()}); "
+                f"start one with `python -m serving.launch --rest_api_port={port} ...`")
+    if isinstance(error, requests.ConnectionError):
+        return (f"{host}:{port} closed the connection without an HTTP answer; is it the "
+                "server's REST port (--rest_api_port), not its gRPC port (--port)?")
+    if isinstance(error, requests.exceptions.InvalidURL):
+        return f"invalid --host or --rest_api_port: {_excerpt(str(error))}"
+    return f"request to {host}:{port} failed: {_excerpt(str(error))}"
+
+
+def _print_reply(reply: Any) -> int:
     try:
-        reply = RestClient(args.host, args.rest_api_port).request(method, path, body)
-    except ServingRequestError as error:
-        print(error, file=sys.stderr)
-        return 1
-    except requests.ConnectionError:
-        print(f"no server answers at {args.host}:{args.rest_api_port}; start one with "
-              "`python -m serving.launch --rest_api_port=...`", file=sys.stderr)
-        return 2
-    print(json.dumps(reply, indent=2))
+        print(json.dumps(reply, indent=2))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _exit_on_broken_pipe()
     return 0
+
+
+def _exit_on_broken_pipe() -> int:
+    """Does what `cat` does when `head` stops reading: dies of SIGPIPE, silently.
+
+    SIGPIPE stays ignored while the client talks to the server (a dropped connection
+    must be an error, not a silent death); it is only restored for this last act.
+    """
+    # Output still buffered for the closed pipe must not fail again at exit.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+    return 128 + 13  # where there is no SIGPIPE: the status a shell reports for one
+
+
+def _fail(message: str, exit_code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _call_and_print(_parser().parse_args(argv))
+    except KeyboardInterrupt:
+        return 128 + 2  # as a shell reports Ctrl-C, without a traceback
+
+
+def _call_and_print(args) -> int:
+    try:
+        method, path, body = _request_from_arguments(args)
+    except UsageError as error:
+        return _fail(str(error), USAGE_ERROR)
+    try:
+        with RestClient(args.host, args.rest_api_port, timeout=args.timeout) as client:
+            reply = client.request(method, path, body)
+    except ServingRequestError as error:
+        # The server's own text, on one line: TF errors may quote a whole SignatureDef.
+        return _fail(f"HTTP {error.http_status}: {' '.join(error.message.split())}",
+                     REQUEST_FAILED)
+    except requests.exceptions.InvalidURL as error:
+        return _fail(_connection_problem(error, args.host, args.rest_api_port, args.timeout),
+                     USAGE_ERROR)
+    except requests.RequestException as error:
+        return _fail(_connection_problem(error, args.host, args.rest_api_port, args.timeout),
+                     REQUEST_FAILED)
+    return _print_reply(reply)
 
 
 if __name__ == "__main__":

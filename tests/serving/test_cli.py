@@ -1,10 +1,17 @@
 """The command line: tensorflow_model_server's flags, refusals, startup and shutdown logs."""
+import os
+import re
 import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 
+import portpicker
 import pytest
 
-from tests.serving.conftest import PYTHON, REPO, make_model_base, start_server
+from tests.serving.conftest import (PYTHON, REPO, STARTUP_TIMEOUT_SECONDS, make_model_base,
+                                    start_server)
 
 
 def run_cli(*args, timeout=60):
@@ -100,3 +107,94 @@ def test_rest_api_port_zero_turns_rest_off(tmp_path, saved_models):
         assert server.rest_port == 0
     finally:
         server.stop()
+
+
+# --- start-up noise ------------------------------------------------------------------------
+# What `import tensorflow` prints on a CPU machine, none of which a user can act on.
+TENSORFLOW_NOISE = ("oneDNN custom operations are on", "Could not find cuda drivers",
+                    "Unable to register cuFFT factory", "Unable to register cuDNN factory",
+                    "Unable to register cuBLAS factory", "cpu_feature_guard.cc",
+                    "To enable the following instructions", "Could not find TensorRT",
+                    "absl::InitializeLog", "FutureWarning")
+SERVER_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [DIWEC] serving[.\w]*\] ")
+READY = "Exporting HTTP/REST API at"
+
+
+def startup_stderr(tmp_path, base, **environment) -> str:
+    """stderr of a real `python -m serving`, started in the user's environment (not the
+    fixtures' quiet TF_CPP_MIN_LOG_LEVEL=2) with `environment` on top, up to READY."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(environment, PYTHONUNBUFFERED="1")
+    grpc_port, rest_port = portpicker.pick_unused_port(), portpicker.pick_unused_port()
+    stderr_path = tmp_path / f"stderr-{grpc_port}.txt"
+    with open(stderr_path, "wb") as stderr, open(os.devnull, "wb") as stdout:
+        process = subprocess.Popen(
+            [PYTHON, "-m", "serving", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+             f"--model_base_path={base}"], cwd=str(REPO), env=env, stdout=stdout, stderr=stderr)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while READY not in stderr_path.read_text(errors="replace"):
+            assert process.poll() is None, stderr_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, stderr_path.read_text(errors="replace")
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    text = stderr_path.read_text(errors="replace")
+    return text[:text.index("\n", text.index(READY)) + 1]
+
+
+def test_startup_shows_the_servers_lines_and_no_tensorflow_noise(tmp_path, saved_models):
+    base = make_model_base(tmp_path / "m", {1: saved_models["half_plus_two"]})
+    stderr = startup_stderr(tmp_path, base)
+    for noise in TENSORFLOW_NOISE:
+        assert noise not in stderr, stderr
+    for line in ("Loading servable version {name: default version: 1}",
+                 "Successfully loaded servable version {name: default version: 1}",
+                 "Running gRPC ModelServer at 127.0.0.1:", READY):
+        assert line in stderr, stderr
+    # Nothing else remains: every line up to READY is one of the server's own.
+    assert [line for line in stderr.splitlines() if not SERVER_LOG_LINE.match(line)] == []
+
+
+def test_a_user_who_sets_tf_cpp_min_log_level_gets_tensorflows_own_log(tmp_path, saved_models):
+    base = make_model_base(tmp_path / "m", {1: saved_models["half_plus_two"]})
+    stderr = startup_stderr(tmp_path, base, TF_CPP_MIN_LOG_LEVEL="0")
+    assert "oneDNN custom operations are on" in stderr
+    assert "Could not find TensorRT" in stderr
+    assert READY in stderr
+
+
+NOISE = ("2026-11-27 04:54:13.695657: E external/local_xla/xla/stream_executor/cuda/"
+         "cuda_fft.cc:479] Unable to register cuFFT factory: Attempting to register factory "
+         "for plugin cuFFT when one has already been registered\n")
+REAL_ERROR = ("2026-11-27 04:54:13.695700: E tensorflow/core/framework/op_kernel.cc:1] "
+              "Out of memory\n")
+
+
+def test_the_noise_filter_passes_every_other_line(tmp_path):
+    script = Path(REPO) / "serving" / "tensorflow_runtime.py"
+    text = NOISE + REAL_ERROR + "Traceback (most recent call last):\n" + NOISE + "no newline"
+    result = subprocess.run([sys.executable, str(script)], input=text, capture_output=True,
+                            text=True, timeout=30)
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr == REAL_ERROR + "Traceback (most recent call last):\n" + "no newline"
+
+
+def test_what_tensorflow_prints_before_it_crashes_still_reaches_the_user(tmp_path):
+    # A TensorFlow that aborts while importing (as the real one does on a CPU without AVX):
+    # its last words must not stay in the filter's pipe.
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        f"os.write(2, {(NOISE + REAL_ERROR).encode()!r})\n"
+        "os.abort()\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO)])
+    result = subprocess.run(
+        [PYTHON, "-c", "from serving import tensorflow_runtime; "
+                       "tensorflow_runtime.import_tensorflow()"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == -signal.SIGABRT
+    assert result.stderr == REAL_ERROR
