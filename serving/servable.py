@@ -10,6 +10,7 @@ import numpy as np
 
 import serving  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from serving import errors
+from serving.signature_runner import load_runner, tensorflow
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_INPUTS = "inputs"
@@ -19,20 +20,6 @@ REGRESS_INPUTS = "inputs"
 REGRESS_OUTPUTS = "outputs"
 SERVE_TAG = "serve"
 
-_tf = None
-_tft_imported = False
-
-
-def tensorflow():
-    """Import TensorFlow on first use, so the CLI can fail on bad flags in milliseconds."""
-    global _tf
-    if _tf is None:
-        import tensorflow as tf
-
-        _tf = tf
-    return _tf
-
-
 def dtype_name(dtype_enum: int) -> str:
     """TF's DataTypeString: DT_FLOAT -> "float", as TF Serving prints types in messages."""
     from tensorflow.core.framework import types_pb2
@@ -40,36 +27,36 @@ def dtype_name(dtype_enum: int) -> str:
     return types_pb2.DataType.Name(dtype_enum)[3:].lower()
 
 
-def read_signature_defs(version_dir: str) -> dict:
-    """The signature_def map of the 'serve' MetaGraph, as GetModelMetadata reports it."""
+def read_saved_model(version_dir: str):
+    """The SavedModel proto of a version: saved_model.pb, or saved_model.pbtxt as TF reads it."""
+    from google.protobuf import text_format
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
-        saved_model.ParseFromString(f.read())
+    binary_path = os.path.join(version_dir, "saved_model.pb")
+    if os.path.exists(binary_path):
+        with open(binary_path, "rb") as f:
+            saved_model.ParseFromString(f.read())
+    else:
+        with open(os.path.join(version_dir, "saved_model.pbtxt"), encoding="utf-8") as f:
+            text_format.Parse(f.read(), saved_model)
+    return saved_model
+
+
+def serve_meta_graph(saved_model):
+    """The MetaGraph tagged 'serve', the one TF Serving loads."""
     for meta_graph in saved_model.meta_graphs:
         if SERVE_TAG in meta_graph.meta_info_def.tags:
-            return dict(meta_graph.signature_def)
+            return meta_graph
     raise errors.not_found(
         f"Could not find meta graph def matching supplied tags: {{ {SERVE_TAG} }}. "
         "To inspect available tag-sets in the SavedModel, please use the SavedModel CLI: "
         "`saved_model_cli`")
 
 
-def _load_saved_model(version_dir: str):
-    tf = tensorflow()
-    global _tft_imported
-    try:
-        return tf.saved_model.load(version_dir, tags=[SERVE_TAG])
-    except Exception:
-        if _tft_imported:
-            raise
-        # TFX Transform graphs use custom ops that only exist once tensorflow_transform
-        # is imported; importing it costs seconds, so only when a plain load fails.
-        import tensorflow_transform  # noqa: F401
-
-        _tft_imported = True
-        return tf.saved_model.load(version_dir, tags=[SERVE_TAG])
+def read_signature_defs(version_dir: str) -> dict:
+    """The signature_def map of the 'serve' MetaGraph, as GetModelMetadata reports it."""
+    return dict(serve_meta_graph(read_saved_model(version_dir)).signature_def)
 
 
 def _signature_debug_string(signature) -> str:
@@ -85,9 +72,9 @@ class Servable:
         self.name = name
         self.version = int(version)
         self.path = path
-        self._signature_defs = read_signature_defs(path)
-        self._loaded = _load_saved_model(path)
-        self._functions = dict(self._loaded.signatures)
+        saved_model = read_saved_model(path)
+        self._signature_defs = dict(serve_meta_graph(saved_model).signature_def)
+        self._runner = load_runner(path, saved_model, [SERVE_TAG], self._signature_defs)
         # One batcher per signature: TF Serving batches per distinct signature too.
         self._batchers = {}
         self._batcher_factory = batcher_factory
@@ -119,7 +106,7 @@ class Servable:
     def predict(self, signature_name, inputs, output_filter=None, deadline=None):
         name = signature_name or DEFAULT_SIGNATURE
         signature = self._signature_defs.get(name)
-        if signature is None or name not in self._functions:
+        if signature is None or not self._runner.can_run(name):
             raise errors.failed_precondition(f'Serving signature key "{name}" not found.')
         self._check_input_names(signature, inputs)
         aliases = self._output_aliases(signature, output_filter)
@@ -164,7 +151,7 @@ class Servable:
         """The signature a classify/regress call runs, with the checks both share."""
         name = signature_name or DEFAULT_SIGNATURE
         signature = self._signature_defs.get(name)
-        if signature is None or name not in self._functions:
+        if signature is None or not self._runner.can_run(name):
             raise errors.invalid_argument(f"No signature was found with the name: {name}")
         if len(signature.inputs) != 1:
             raise errors.invalid_argument("Expected one input Tensor.")
@@ -296,23 +283,8 @@ class Servable:
         return arrays
 
     def run_signature(self, signature_name, arrays):
-        """Calls the signature function once; maps TF errors to TF Serving's codes."""
-        tf = tensorflow()
-        function = self._functions[signature_name]
-        specs = function.structured_input_signature[1]
-        feeds = {}
-        for alias, value in arrays.items():
-            spec = specs.get(alias)
-            dtype = spec.dtype if spec is not None else None
-            feeds[alias] = tf.constant(value, dtype=dtype) if value.size or dtype is None \
-                else tf.zeros(value.shape, dtype=dtype)
-        try:
-            outputs = function(**feeds)
-        except tf.errors.OpError as e:
-            raise errors.ServingError(_grpc_code_for_op_error(e), e.message) from None
-        except (TypeError, ValueError) as e:
-            raise errors.invalid_argument(str(e).strip()) from None
-        return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+        """Runs the signature once on checked arrays; TF errors become TF Serving's codes."""
+        return self._runner.run(signature_name, arrays)
 
 
 _deadline_pool = None
@@ -339,16 +311,6 @@ def run_with_deadline(work, deadline: float):
         return future.result(timeout=remaining)
     except concurrent.futures.TimeoutError:
         raise errors.deadline_exceeded(DEADLINE_MESSAGE) from None
-
-
-def _grpc_code_for_op_error(error):
-    import grpc
-
-    # tf.errors codes use the same numbering as gRPC status codes.
-    for code in grpc.StatusCode:
-        if code.value[0] == error.error_code:
-            return code
-    return grpc.StatusCode.INTERNAL
 
 
 def _dtype_enum_name(array) -> str:

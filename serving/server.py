@@ -48,7 +48,8 @@ class ModelServer:
             servable_factory=load_servable,
             allow_version_labels_for_unavailable_models=(
                 options.allow_version_labels_for_unavailable_models),
-            max_load_attempts=options.max_num_load_retries + 1)
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_micros=options.load_retry_interval_micros)
         self.grpc_server = None
         self.http_server = None
         self.grpc_port = None
