@@ -74,7 +74,10 @@ class ModelServer:
         import grpc
 
         channel_options = [("grpc.max_send_message_length", 2 ** 31 - 1),
-                           ("grpc.max_receive_message_length", 2 ** 31 - 1)]
+                           ("grpc.max_receive_message_length", 2 ** 31 - 1),
+                           # grpc turns SO_REUSEPORT on by default: a second server on a
+                           # busy port would then share it and take half its requests.
+                           ("grpc.so_reuseport", 0)]
         channel_options += parse_grpc_channel_arguments(self.options.grpc_channel_arguments)
         self.grpc_server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=self.options.grpc_max_threads,
@@ -87,12 +90,20 @@ class ModelServer:
                       "but serves no API", e)
         else:
             grpc_api.add_services(self.grpc_server, self.manager)
-        address = f"{self.options.bind_address}:{self.options.port}"
-        self.grpc_port = self.grpc_server.add_insecure_port(address)
-        if not self.grpc_port:
-            raise StartupError(f"Failed to bind gRPC server to {address}")
+
+        def bind(address):
+            try:  # grpc raises on a taken address, or returns 0 in older releases
+                port = self.grpc_server.add_insecure_port(address)
+            except RuntimeError:
+                port = 0
+            if not port:
+                raise StartupError(f"Failed to BuildAndStart gRPC server: cannot bind "
+                                   f"{address} (is another server using this port?)")
+            return port
+
+        self.grpc_port = bind(f"{self.options.bind_address}:{self.options.port}")
         if self.options.grpc_socket_path:
-            self.grpc_server.add_insecure_port(f"unix:{self.options.grpc_socket_path}")
+            bind(f"unix:{self.options.grpc_socket_path}")
         self.grpc_server.start()
         log.info("Running gRPC ModelServer at %s:%d ...", self.options.bind_address,
                  self.grpc_port)
