@@ -74,11 +74,11 @@ class ModelServer:
         import grpc
 
         channel_options = [("grpc.max_send_message_length", 2 ** 31 - 1),
-                           ("grpc.max_receive_message_length", 2 ** 31 - 1),
-                           # grpc turns SO_REUSEPORT on by default: a second server on a
-                           # busy port would then share it and take half its requests.
-                           ("grpc.so_reuseport", 0)]
+                           ("grpc.max_receive_message_length", 2 ** 31 - 1)]
         channel_options += parse_grpc_channel_arguments(self.options.grpc_channel_arguments)
+        # grpc turns SO_REUSEPORT on by default: a second server on a busy port would then
+        # share it and take half its requests. Last, as grpc honours a key's first value.
+        channel_options.append(("grpc.so_reuseport", 0))
         self.grpc_server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=self.options.grpc_max_threads,
                                                   thread_name_prefix="grpc"),
