@@ -19,6 +19,9 @@ CLASSIFY_SCORES = "scores"
 REGRESS_INPUTS = "inputs"
 REGRESS_OUTPUTS = "outputs"
 SERVE_TAG = "serve"
+HINT_MAX_SIGNATURES = 2  # a signature hint stays a line, whatever the model exports
+HINT_MAX_INPUTS = 8
+HINT_MAX_NAME = 64
 
 def dtype_name(dtype_enum: int) -> str:
     """TF's DataTypeString: DT_FLOAT -> "float", as TF Serving prints types in messages."""
@@ -108,7 +111,10 @@ class Servable:
         signature = self._signature_defs.get(name)
         if signature is None or not self._runner.can_run(name):
             raise errors.failed_precondition(f'Serving signature key "{name}" not found.')
-        self._check_input_names(signature, inputs)
+        try:
+            self._check_input_names(signature, inputs)
+        except errors.ServingError as error:
+            raise self.with_signature_hint(error, name, inputs) from None
         aliases = self._output_aliases(signature, output_filter)
         outputs = self._run(name, signature, inputs, deadline)
         return {alias: outputs[alias] for alias in aliases}
@@ -130,6 +136,31 @@ class Servable:
                 f"Request inputs do not match required inputs for model `{self.name}`. "
                 f"Send extra: {{{','.join(extra)}}}. Missing but required: "
                 f"{{{','.join(missing)}}}.")
+
+    def with_signature_hint(self, error, signature_name, input_names):
+        """`error` plus which signatures take the inputs the request named, if another does.
+
+        A request posting raw features without "signature_name" reaches serving_default,
+        which takes serialized examples; TF Serving's message alone does not say where to go.
+        """
+        requested = self._signature_defs.get(signature_name or DEFAULT_SIGNATURE)
+        unknown = set(input_names) - set(requested.inputs if requested else ())
+        ranked = sorted((-len(unknown & set(signature.inputs)), key)
+                        for key, signature in self._signature_defs.items()
+                        if unknown & set(signature.inputs))
+        if not ranked:
+            return error
+        takes = []
+        for _, key in ranked[:HINT_MAX_SIGNATURES]:
+            inputs = sorted(self._signature_defs[key].inputs)
+            shown = ", ".join(_bounded(alias) for alias in inputs[:HINT_MAX_INPUTS])
+            if len(inputs) > HINT_MAX_INPUTS:
+                shown += f", ... ({len(inputs)} in all)"
+            takes.append(f"Signature '{_bounded(key)}' takes inputs: {shown}")
+        more = f" ({len(ranked) - HINT_MAX_SIGNATURES} more signatures take some of them)" \
+            if len(ranked) > HINT_MAX_SIGNATURES else ""
+        return errors.ServingError(
+            error.code, f'{error.message} {"; ".join(takes)}{more}; pass "signature_name".')
 
     @staticmethod
     def _output_aliases(signature, output_filter):
@@ -325,6 +356,10 @@ def _numpy_dtype_name(array) -> str:
     from tensorflow.core.framework import types_pb2
 
     return dtype_name(types_pb2.DataType.Value(_dtype_enum_name(array)))
+
+
+def _bounded(name: str) -> str:
+    return name if len(name) <= HINT_MAX_NAME else name[:HINT_MAX_NAME] + "..."
 
 
 def _shape_debug_string(shape) -> str:
