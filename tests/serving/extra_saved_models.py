@@ -4,11 +4,9 @@ tf1_half_plus_two is written as Estimator-era code wrote exports: a graph and a 
 SavedModelBuilder, an asset file read by a table that the main op initializes, and a
 predict, a classify and a regress signature. two_entry_points has the taxi model's shape:
 serving_default takes serialized tf.Examples, serving_raw one tensor per raw feature.
-Run `build_in_subprocess(root)` from tests: TensorFlow stays out of the pytest process.
+Tests build them with conftest.build_models("extra_saved_models", root).
 """
-import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -97,18 +95,6 @@ def build_all(root: str) -> dict:
             os.path.join(root, "tf1_half_plus_three"), 3.0),
         "two_entry_points": build_two_entry_points(os.path.join(root, "two_entry_points")),
     }
-
-
-def build_in_subprocess(root, python: str, repo) -> dict:
-    code = ("import json, sys; sys.path.insert(0, sys.argv[2]); "
-            "from tests.serving import extra_saved_models; "
-            "print(json.dumps(extra_saved_models.build_all(sys.argv[1])))")
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run([python, "-c", code, str(root), str(repo)], env=env,
-                            capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        raise RuntimeError(f"building test models failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

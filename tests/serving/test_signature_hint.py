@@ -7,8 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.serving import extra_saved_models
-from tests.serving.conftest import PYTHON, REPO, make_model_base, start_server
+from tests.serving.conftest import build_models, make_model_base, start_server
 
 PREDICT = "/v1/models/taxi:predict"
 HINT = "Signature 'serving_raw' takes inputs: company, trip_miles; pass \"signature_name\"."
@@ -16,7 +15,7 @@ HINT = "Signature 'serving_raw' takes inputs: company, trip_miles; pass \"signat
 
 @pytest.fixture(scope="module")
 def server(module_tmp):
-    models = extra_saved_models.build_in_subprocess(module_tmp / "models", PYTHON, REPO)
+    models = build_models("extra_saved_models", module_tmp / "models")
     base = make_model_base(module_tmp / "taxi", {1: models["two_entry_points"]})
     server = start_server("--model_name=taxi", f"--model_base_path={base}",
                           tmp_dir=module_tmp)

@@ -18,8 +18,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
-from tests.serving import extra_saved_models
-from tests.serving.conftest import PYTHON, REPO, start_server, write_model_config
+from tests.serving.conftest import build_models, start_server, write_model_config
 
 TESTDATA = Path(__file__).parent / "testdata"
 VERSION_STATUS_123 = {"model_version_status": [{
@@ -31,7 +30,7 @@ def server(module_tmp):
     """One server for every model here, each under the name the tests use."""
     models = module_tmp / "models"
     shutil.copytree(TESTDATA, models)
-    generated = extra_saved_models.build_in_subprocess(module_tmp / "generated", PYTHON, REPO)
+    generated = build_models("extra_saved_models", module_tmp / "generated")
     shutil.copytree(generated["tf1_half_plus_two"],
                     models / "generated_tf1" / "0000000007")
     # Two folders name version 123: TF Serving takes the last in sorted order, "123".
