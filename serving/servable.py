@@ -23,6 +23,7 @@ HINT_MAX_SIGNATURES = 2  # a signature hint stays a line, whatever the model exp
 HINT_MAX_INPUTS = 8
 HINT_MAX_NAME = 64
 
+
 def dtype_name(dtype_enum: int) -> str:
     """TF's DataTypeString: DT_FLOAT -> "float", as TF Serving prints types in messages."""
     from tensorflow.core.framework import types_pb2
