@@ -94,7 +94,7 @@ class SessionRunner:
             intra_op_parallelism_threads=tf.config.threading.get_intra_op_parallelism_threads(),
             inter_op_parallelism_threads=tf.config.threading.get_inter_op_parallelism_threads())
         self._session = tf.compat.v1.Session(graph=graph, config=config)
-        with graph.as_default(), _quiet_deprecation():
+        with graph.as_default(), _quiet_v1_loader():
             # Imports the MetaGraph, restores variables, runs the main op (or legacy init
             # op) with the asset tensors fed the asset files' paths in this directory.
             tf.compat.v1.saved_model.loader.load(self._session, list(tags), version_dir)
@@ -169,12 +169,19 @@ def _grpc_code_for_op_error(error):
 
 
 @contextlib.contextmanager
-def _quiet_deprecation():
-    """The v1 loader is TF Serving's way to load; its deprecation notice is noise here."""
+def _quiet_v1_loader():
+    """The v1 loader is TF Serving's way to load: its deprecation notice and the saver's
+    'Restoring parameters from ...' (printed twice, by TF's handler and ours) are noise
+    next to the manager's own 'Loading servable version' line. Warnings still show."""
+    import logging
+
+    from tensorflow.python.util import deprecation
+
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(max(level, logging.WARNING))
     try:
-        from tensorflow.python.util import deprecation
-    except ImportError:
-        yield
-        return
-    with deprecation.silence():
-        yield
+        with deprecation.silence():
+            yield
+    finally:
+        tf_logger.setLevel(level)
