@@ -79,6 +79,7 @@ class Servable:
         saved_model = read_saved_model(path)
         self._signature_defs = dict(serve_meta_graph(saved_model).signature_def)
         self._runner = load_runner(path, saved_model, [SERVE_TAG], self._signature_defs)
+        self._input_dtypes = {}  # (signature, alias) -> DataType the graph takes
         # One batcher per signature: TF Serving batches per distinct signature too.
         self._batchers = {}
         self._batcher_factory = batcher_factory
@@ -269,7 +270,7 @@ class Servable:
     # --- running the graph ----------------------------------------------------------------
     def _run(self, signature_name, signature, inputs, deadline=None):
         """Runs one signature on numpy inputs; through the batcher when batching is on."""
-        arrays = self._coerce_inputs(signature, inputs)
+        arrays = self._coerce_inputs(signature_name, signature, inputs)
         if self._batcher_factory is None:
             if deadline is None:
                 return self.run_signature(signature_name, arrays)
@@ -286,15 +287,19 @@ class Servable:
             return self.run_signature(signature_name, arrays)
         return batcher.run(arrays, deadline=deadline)
 
-    @staticmethod
-    def _coerce_inputs(signature, inputs):
-        """Checks dtypes as a TF session does (no implicit casts), before anything is queued."""
+    def _coerce_inputs(self, signature_name, signature, inputs):
+        """Checks dtypes as a TF session does (no implicit casts), before anything is queued.
+
+        Against the dtype the graph really takes, as the session checks it: a SignatureDef
+        may say otherwise (half_plus_three's regress declares DT_FLOAT for its string
+        tf_example input, and TF Serving runs it).
+        """
         tf = tensorflow()
         arrays = {}
         for index, alias in enumerate(sorted(signature.inputs)):
-            info = signature.inputs[alias]
+            dtype_enum = self._input_dtype(signature_name, alias, signature.inputs[alias])
             value = np.asarray(inputs[alias])
-            want = tf.dtypes.as_dtype(info.dtype)
+            want = tf.dtypes.as_dtype(dtype_enum)
             is_text = value.dtype.kind in ("O", "S", "U")
             if want == tf.string:
                 if not is_text and value.size:
@@ -304,15 +309,23 @@ class Servable:
                 value = value.astype(object)
             elif is_text and value.size:
                 raise errors.invalid_argument(
-                    f"Expects arg[{index}] to be {dtype_name(info.dtype)} but string is provided")
+                    f"Expects arg[{index}] to be {dtype_name(dtype_enum)} but string is provided")
             elif value.dtype != want.as_numpy_dtype:
                 if value.size:
                     raise errors.invalid_argument(
-                        f"Expects arg[{index}] to be {dtype_name(info.dtype)} but "
+                        f"Expects arg[{index}] to be {dtype_name(dtype_enum)} but "
                         f"{_numpy_dtype_name(value)} is provided")
                 value = value.astype(want.as_numpy_dtype)  # an empty list has no type yet
             arrays[alias] = value
         return arrays
+
+    def _input_dtype(self, signature_name, alias, tensor_info) -> int:
+        key = (signature_name, alias)
+        dtype_enum = self._input_dtypes.get(key)
+        if dtype_enum is None:
+            dtype_enum = self._runner.input_dtype(signature_name, alias) or tensor_info.dtype
+            self._input_dtypes[key] = dtype_enum
+        return dtype_enum
 
     def run_signature(self, signature_name, arrays):
         """Runs the signature once on checked arrays; TF errors become TF Serving's codes."""

@@ -67,6 +67,11 @@ class FunctionRunner:
     def can_run(self, signature_name: str) -> bool:
         return signature_name in self._functions
 
+    def input_dtype(self, signature_name: str, alias: str):
+        """The DataType enum the function takes for this input; None if it has no spec."""
+        spec = self._functions[signature_name].structured_input_signature[1].get(alias)
+        return spec.dtype.as_datatype_enum if spec is not None else None
+
     def run(self, signature_name: str, arrays: dict) -> dict:
         tf = tensorflow()
         function = self._functions[signature_name]
@@ -104,6 +109,15 @@ class SessionRunner:
 
     def can_run(self, signature_name: str) -> bool:
         return signature_name in self._signature_defs
+
+    def input_dtype(self, signature_name: str, alias: str):
+        """The DataType enum of the graph tensor this input feeds; None if there is none."""
+        tensor_info = self._signature_defs[signature_name].inputs[alias]
+        try:
+            tensor = self._session.graph.get_tensor_by_name(tensor_info.name)
+        except (KeyError, ValueError):  # a composite or unknown tensor: fails when run
+            return None
+        return tensor.dtype.as_datatype_enum
 
     def run(self, signature_name: str, arrays: dict) -> dict:
         input_aliases = tuple(sorted(arrays))

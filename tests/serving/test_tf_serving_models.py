@@ -112,6 +112,11 @@ def test_half_plus_three_and_the_tf2_export(server):
     assert server.post("/v1/models/half_plus_three:predict", {"instances": [2.0]})[:2] == (
         200, {"predictions": [4.0]})
     assert server.get("/v1/models/half_plus_three")[:2] == (200, VERSION_STATUS_123)
+    # Its regress signature declares DT_FLOAT for its string tf_example input; TF Serving
+    # feeds the examples anyway, and so do we.
+    assert server.post("/v1/models/half_plus_three:regress", {
+        "signature_name": "tensorflow/serving/regress", "examples": [{"x": 2.0}]})[:2] == (
+        200, {"results": [4.0]})
     # TF Serving's TF2 export of half_plus_two answers as its TF1 export does.
     assert server.post("/v1/models/tf2:predict", {"instances": [2.0]})[:2] == (
         200, {"predictions": [3.0]})
