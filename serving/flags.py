@@ -54,7 +54,8 @@ FLAGS = [
      "maximum number of times it retries loading a model after the first failure, before "
      "giving up. If set to 0, a load is attempted only once."),
     ("load_retry_interval_micros", int, 60 * 1000 * 1000,
-     "The interval, in microseconds, between each servable load retry. (" + IGNORED + ")"),
+     "The interval, in microseconds, between each servable load retry. If set negative, it "
+     "doesn't wait. Default: 1 minute"),
     ("file_system_poll_wait_seconds", int, 1,
      "Interval in seconds between each poll of the filesystem for new model version. If set "
      "to zero poll will be exactly done once and not periodically. Setting this to negative "

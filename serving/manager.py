@@ -2,11 +2,14 @@
 
 Mirrors TF Serving's file-system source + AspiredVersionsManager with the
 AvailabilityPreservingPolicy: a new version is loaded before an old one is unloaded, so a
-swap never leaves a model without a servable. Also resolves version labels.
+swap never leaves a model without a servable. Like TF Serving's
+servable_versions_always_present, a base path that holds no wanted version never takes a
+model's last versions away; only a config that drops the model does. Also resolves labels.
 """
 import dataclasses
 import logging
 import os
+import re
 import threading
 import time
 
@@ -17,7 +20,10 @@ from serving import errors
 log = logging.getLogger("serving.manager")
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
-MAX_LOAD_ATTEMPTS = 5  # TF Serving's --max_num_load_retries default, plus the first try
+MAX_NUM_LOAD_RETRIES = 5  # TF Serving's --max_num_load_retries default
+LOAD_RETRY_INTERVAL_MICROS = 60 * 1000 * 1000  # TF Serving's --load_retry_interval_micros
+_VERSION_NAME = re.compile(r"[0-9]+")
+_MAX_VERSION = 2 ** 63 - 1  # versions are int64, as TF Serving parses them
 
 
 @dataclasses.dataclass
@@ -35,27 +41,43 @@ class _Model:
         self.config = config
         self.servables = {}  # version -> Servable, only AVAILABLE ones
         self.states = {}  # version -> VersionState, kept after unload as TF Serving does
-        self.failed_attempts = {}  # version -> number of failed loads
+        self.failed_files = {}  # version -> files_fingerprint() of its last failed load
         self.labels = {}  # label -> version, applied once validated
         self.warned_empty = False  # log a missing/empty base path once, not every poll
+        self.warned_duplicates = set()  # (version, folder names) already logged
+
+
+def version_directories(base_path: str) -> dict:
+    """{version: folder name} of the version folders under base_path.
+
+    A folder's integer value is its version ("00000123" is 123), as TF Serving parses it.
+    When several folders name one version ("123" and "0123"), the last in sorted order
+    wins, as in TF Serving's file-system source.
+    """
+    return {version: names[-1] for version, names in _version_folders(base_path).items()}
+
+
+def _version_folders(base_path: str) -> dict:
+    """{version: [folder names, sorted]}; other names (staging dirs, files) and a folder
+    still being copied (no saved_model.pb yet) are ignored."""
+    try:
+        names = sorted(os.listdir(base_path))
+    except OSError:
+        return {}
+    folders = {}
+    for name in names:
+        if not _VERSION_NAME.fullmatch(name) or int(name) > _MAX_VERSION:
+            continue
+        path = os.path.join(base_path, name)
+        if os.path.isdir(path) and (os.path.exists(os.path.join(path, "saved_model.pb"))
+                                    or os.path.exists(os.path.join(path, "saved_model.pbtxt"))):
+            folders.setdefault(int(name), []).append(name)
+    return folders
 
 
 def list_versions(base_path: str) -> list:
-    """Integer-named children of base_path; anything else (staging dirs, files) is ignored."""
-    try:
-        names = os.listdir(base_path)
-    except OSError:
-        return []
-    versions = []
-    for name in names:
-        if not name.isdigit():
-            continue
-        path = os.path.join(base_path, name)
-        # A version still being copied has no saved_model.pb yet: wait for it.
-        if os.path.isdir(path) and (os.path.exists(os.path.join(path, "saved_model.pb"))
-                                    or os.path.exists(os.path.join(path, "saved_model.pbtxt"))):
-            versions.append(int(name))
-    return sorted(versions)
+    """The versions under base_path, ascending."""
+    return sorted(version_directories(base_path))
 
 
 def aspired_versions(model_config, available_on_disk: list) -> list:
@@ -63,13 +85,28 @@ def aspired_versions(model_config, available_on_disk: list) -> list:
     policy = model_config.model_version_policy
     which = policy.WhichOneof("policy_choice")
     if which == "all":
-        return list(available_on_disk)
+        return sorted(available_on_disk)
     if which == "specific":
         wanted = set(policy.specific.versions)
-        return [v for v in available_on_disk if v in wanted]
+        return sorted(v for v in available_on_disk if v in wanted)
     num_versions = policy.latest.num_versions if which == "latest" else 1
     num_versions = num_versions or 1
     return sorted(available_on_disk)[-num_versions:]
+
+
+def files_fingerprint(path: str) -> tuple:
+    """Names, sizes and mtimes of every file under path: changes when a copy progresses."""
+    entries = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            file_path = os.path.join(root, name)
+            try:
+                stat = os.stat(file_path)
+            except OSError:  # removed while we walked: the next poll sees the change
+                continue
+            entries.append((os.path.relpath(file_path, path), stat.st_size, stat.st_mtime_ns))
+    return (path, tuple(entries))
 
 
 class ModelManager:
@@ -77,14 +114,17 @@ class ModelManager:
 
     def __init__(self, config, file_system_poll_wait_seconds: float = 1,
                  servable_factory=None, allow_version_labels_for_unavailable_models=False,
-                 max_load_attempts: int = MAX_LOAD_ATTEMPTS):
+                 max_num_load_retries: int = MAX_NUM_LOAD_RETRIES,
+                 load_retry_interval_micros: int = LOAD_RETRY_INTERVAL_MICROS):
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()  # one poll (load/unload pass) at a time
         self._models = {}
         self._poll_seconds = file_system_poll_wait_seconds
         self._servable_factory = servable_factory or _default_servable_factory
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
-        self._max_load_attempts = max(1, max_load_attempts)
+        self._max_num_load_retries = max(0, max_num_load_retries)
+        # Negative means no wait between retries, as in TF Serving.
+        self._load_retry_interval_seconds = max(0, load_retry_interval_micros) / 1e6
         self._stop = threading.Event()
         self._thread = None
         self._retired_states = {}  # model name -> states of a model dropped by a reload
@@ -168,8 +208,13 @@ class ModelManager:
         return self._config
 
     def reload_config(self, config) -> None:
-        """Serves exactly the models in `config`; returns once their versions are loaded."""
+        """Serves exactly the models in `config`; returns once their versions are loaded.
+
+        Refused, changing nothing, if a model it adds or moves has no version on disk
+        that its policy wants: applying it would leave that model nothing to serve.
+        """
         with self._poll_lock:
+            self._refuse_models_without_versions(_validated_model_configs(config))
             self._apply_config(config)
             self._poll_once()
             self._apply_labels()
@@ -177,24 +222,28 @@ class ModelManager:
             # retries a config whose labels named a version that was not loaded yet.
             self._config = config
 
-    def _apply_config(self, config):
-        which = config.WhichOneof("config")
-        if which == "custom_model_config":
-            raise errors.invalid_argument("ModelServer does not yet support custom model config.")
-        model_configs = list(config.model_config_list.config) if which else []
-        seen = set()
+    def _refuse_models_without_versions(self, model_configs):
+        """TF Serving's servable_versions_always_present check, with its messages."""
         for model_config in model_configs:
-            if model_config.name in seen:
+            with self._lock:
+                current = self._models.get(model_config.name)
+            if current is not None and _same_versions_source(current.config, model_config):
+                continue  # e.g. only its labels change: whatever it serves stays
+            name, base_path = model_config.name, model_config.base_path
+            if not os.path.exists(base_path):
                 raise errors.invalid_argument(
-                    f"Illegal to list model {model_config.name} multiple times in config list")
-            seen.add(model_config.name)
-            platform = model_config.model_platform or "tensorflow"
-            if platform != "tensorflow":
-                raise errors.invalid_argument(
-                    f"Model {model_config.name} requested unsupported platform {platform}")
+                    f"Could not find base path {base_path} for servable {name}")
+            if not aspired_versions(model_config, list_versions(base_path)):
+                raise errors.not_found(
+                    f"Unable to find a numerical version path for servable {name} at: "
+                    f"{base_path}")
+
+    def _apply_config(self, config):
+        model_configs = _validated_model_configs(config)
+        names = {model_config.name for model_config in model_configs}
         with self._lock:
             for name in list(self._models):
-                if name not in seen:
+                if name not in names:
                     self._retire(name)
             for model_config in model_configs:
                 model = self._models.get(model_config.name)
@@ -239,53 +288,132 @@ class ModelManager:
             self._reconcile(name, model)
 
     def _reconcile(self, name, model):
-        on_disk = list_versions(model.config.base_path)
-        if not on_disk and not model.warned_empty:
-            log.warning("No versions of servable %s found under base path %s. Did you forget "
-                        "to name your leaf directory as a number (eg. '/1/')?", name,
-                        model.config.base_path)
-        model.warned_empty = not on_disk
-        wanted = aspired_versions(model.config, on_disk)
-        for version in sorted(wanted):
+        base_path = model.config.base_path
+        folders = _version_folders(base_path)
+        self._warn_duplicate_folders(name, model, folders)
+        on_disk = {version: os.path.join(base_path, names[-1])
+                   for version, names in folders.items()}
+        wanted = aspired_versions(model.config, list(on_disk))
+        if not wanted:
+            # Never unload a model's last versions because its folder looks empty (a
+            # transient listing, a push in progress): only a config that drops it does.
+            if not model.warned_empty:
+                log.warning("No versions of servable %s found under base path %s. Did you "
+                            "forget to name your leaf directory as a number (eg. '/1/')?%s",
+                            name, base_path, " Keeping the versions it serves."
+                            if model.servables else "")
+            model.warned_empty = True
+            return
+        model.warned_empty = False
+        for version in list(model.failed_files):
+            if version not in wanted:  # un-aspired: a failure is forgotten, as in TF Serving
+                del model.failed_files[version]
+        for version in sorted(wanted, reverse=True):  # newest first, as TF Serving loads
             if version in model.servables:
                 continue
-            if model.failed_attempts.get(version, 0) >= self._max_load_attempts:
-                continue
-            self._load(name, model, version)
-        with self._lock:
-            aspired_available = any(v in model.servables for v in wanted)
-            to_unload = [v for v in model.servables if v not in wanted]
-            # Availability preserving: drop old versions only once a wanted one serves.
-            if to_unload and (aspired_available or not wanted):
-                for version in to_unload:
-                    model.states[version] = VersionState(version, UNLOADING)
-                    model.servables.pop(version).close()
-                    model.states[version] = VersionState(version, END)
-                    log.info("Unloaded servable version {name: %s version: %d}", name, version)
+            failed_files = model.failed_files.get(version)
+            if failed_files is not None:
+                if failed_files == files_fingerprint(on_disk[version]):
+                    continue
+                log.info("Files of servable version {name: %s version: %d} changed since "
+                         "its load failed; loading it again", name, version)
+            self._load(name, model, version, on_disk[version])
+        self._unload_unaspired(name, model, wanted)
 
-    def _load(self, name, model, version):
-        path = os.path.join(model.config.base_path, str(version))
+    def _warn_duplicate_folders(self, name, model, folders):
+        for version, names in folders.items():
+            if len(names) > 1 and (version, tuple(names)) not in model.warned_duplicates:
+                model.warned_duplicates.add((version, tuple(names)))
+                log.warning("Duplicate version directories detected for servable %s. Version "
+                            "%d will be loaded from %s, %s will be ignored.", name, version,
+                            names[-1], ", ".join(names[:-1]))
+
+    def _unload_unaspired(self, name, model, wanted):
+        """AvailabilityPreservingPolicy: while no wanted version serves, keep the newest
+        unwanted one; once one serves, unload every unwanted version."""
+        with self._lock:
+            unaspired = sorted(v for v in model.servables if v not in wanted)
+            if not any(v in model.servables for v in wanted):
+                unaspired = unaspired[:-1]
+            for version in unaspired:
+                model.states[version] = VersionState(version, UNLOADING)
+                model.servables.pop(version).close()
+                model.states[version] = VersionState(version, END)
+                log.info("Unloaded servable version {name: %s version: %d}", name, version)
+
+    def _load(self, name, model, version, path):
+        """Loads one version, retrying as TF Serving's LoaderHarness does: up to
+        --max_num_load_retries more tries, --load_retry_interval_micros apart, given up
+        early if the version stops being wanted or the server stops."""
         with self._lock:
             model.states[version] = VersionState(version, LOADING)
-        log.info("Loading servable version {name: %s version: %d}", name, version)
+        description = f"Loading servable: {{name: {name} version: {version}}}"
+        log.info("Loading servable version {name: %s version: %d} from %s", name, version,
+                 path)
         started = time.monotonic()
-        try:
-            servable = self._servable_factory(name, version, path)
-        except Exception as e:  # any load failure is reported in the version status
-            code, message = _error_code_and_message(e)
-            attempts = model.failed_attempts.get(version, 0) + 1
-            model.failed_attempts[version] = attempts
-            log.error("Loading servable: {name: %s version: %d} failed: %s", name, version,
-                      message)
-            with self._lock:
-                model.states[version] = VersionState(version, END, code, message)
-            return
+        retry = 0
+        while True:
+            fingerprint = files_fingerprint(path)
+            try:
+                servable = self._servable_factory(name, version, path)
+                break
+            except Exception as e:  # any load failure is reported in the version status
+                code, message = _error_code_and_message(e)
+                log.error("%s failed: %s", description, message)
+            if retry >= self._max_num_load_retries:
+                if self._max_num_load_retries:
+                    log.info("Retrying of %s exhausted max_num_retries: %d", description,
+                             self._max_num_load_retries)
+                return self._record_failure(model, version, fingerprint, code, message)
+            if self._stop.wait(self._load_retry_interval_seconds) or \
+                    not self._still_wanted(model, version, path):
+                log.info("Retrying of %s was cancelled.", description)
+                return self._record_failure(model, version, fingerprint, code, message)
+            retry += 1
+            log.info("Retrying of %s retry: %d", description, retry)
         with self._lock:
             model.servables[version] = servable
             model.states[version] = VersionState(version, AVAILABLE)
-            model.failed_attempts.pop(version, None)
+            model.failed_files.pop(version, None)
         log.info("Successfully loaded servable version {name: %s version: %d} in %.1fs",
                  name, version, time.monotonic() - started)
+
+    def _record_failure(self, model, version, fingerprint, code, message):
+        """The version stays failed until its files change (see _reconcile)."""
+        with self._lock:
+            model.failed_files[version] = fingerprint
+            model.states[version] = VersionState(version, END, code, message)
+
+    @staticmethod
+    def _still_wanted(model, version, path) -> bool:
+        on_disk = version_directories(model.config.base_path)
+        return (version in aspired_versions(model.config, list(on_disk))
+                and os.path.join(model.config.base_path, on_disk[version]) == path)
+
+
+def _validated_model_configs(config) -> list:
+    """The config's model entries, or INVALID_ARGUMENT for what TF Serving refuses."""
+    which = config.WhichOneof("config")
+    if which == "custom_model_config":
+        raise errors.invalid_argument("ModelServer does not yet support custom model config.")
+    model_configs = list(config.model_config_list.config) if which else []
+    seen = set()
+    for model_config in model_configs:
+        if model_config.name in seen:
+            raise errors.invalid_argument(
+                f"Illegal to list model {model_config.name} multiple times in config list")
+        seen.add(model_config.name)
+        platform = model_config.model_platform or "tensorflow"
+        if platform != "tensorflow":
+            raise errors.invalid_argument(
+                f"Model {model_config.name} requested unsupported platform {platform}")
+    return model_configs
+
+
+def _same_versions_source(old_config, new_config) -> bool:
+    """Same base path and version policy: the same versions would be served."""
+    return (old_config.base_path == new_config.base_path
+            and old_config.model_version_policy == new_config.model_version_policy)
 
 
 def _error_code_and_message(error):

@@ -88,7 +88,11 @@ class RestApi:
         signature_name = json_codec.signature_name_of(doc)
         servable = self.manager.servable(name, version, label)
         tensor_infos = servable.signature_inputs(signature_name)
-        inputs, request_format = json_codec.decode_predict_request(doc, tensor_infos)
+        try:
+            inputs, request_format = json_codec.decode_predict_request(doc, tensor_infos)
+        except errors.ServingError as error:
+            raise servable.with_signature_hint(error, signature_name,
+                                               _named_inputs(doc)) from None
         outputs = servable.predict(signature_name, inputs, deadline=deadline)
         return json_codec.encode_predict_response(outputs, request_format)
 
@@ -136,6 +140,15 @@ class RestApi:
         # Same layout as TF Serving, which glues two protobuf JSON strings together.
         return ('{\n"model_spec":' + json.dumps(model_spec, indent=1) + ",\n"
                 '"metadata": {"signature_def": ' + signature_json + "}\n}\n")
+
+
+def _named_inputs(doc) -> list:
+    """The input names a predict body uses, row or columnar, for the signature hint."""
+    rows = doc.get("instances") if isinstance(doc, dict) else None
+    columns = doc.get("inputs") if isinstance(doc, dict) else None
+    if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+        return list(rows[0])
+    return list(columns) if isinstance(columns, dict) else []
 
 
 def _decode_model_info(name, version, label):

@@ -10,6 +10,7 @@ import numpy as np
 
 import serving  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from serving import errors
+from serving.signature_runner import load_runner, tensorflow
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_INPUTS = "inputs"
@@ -18,19 +19,9 @@ CLASSIFY_SCORES = "scores"
 REGRESS_INPUTS = "inputs"
 REGRESS_OUTPUTS = "outputs"
 SERVE_TAG = "serve"
-
-_tf = None
-_tft_imported = False
-
-
-def tensorflow():
-    """Import TensorFlow on first use, so the CLI can fail on bad flags in milliseconds."""
-    global _tf
-    if _tf is None:
-        import tensorflow as tf
-
-        _tf = tf
-    return _tf
+HINT_MAX_SIGNATURES = 2  # a signature hint stays a line, whatever the model exports
+HINT_MAX_INPUTS = 8
+HINT_MAX_NAME = 64
 
 
 def dtype_name(dtype_enum: int) -> str:
@@ -40,36 +31,36 @@ def dtype_name(dtype_enum: int) -> str:
     return types_pb2.DataType.Name(dtype_enum)[3:].lower()
 
 
-def read_signature_defs(version_dir: str) -> dict:
-    """The signature_def map of the 'serve' MetaGraph, as GetModelMetadata reports it."""
+def read_saved_model(version_dir: str):
+    """The SavedModel proto of a version: saved_model.pb, or saved_model.pbtxt as TF reads it."""
+    from google.protobuf import text_format
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
-        saved_model.ParseFromString(f.read())
+    binary_path = os.path.join(version_dir, "saved_model.pb")
+    if os.path.exists(binary_path):
+        with open(binary_path, "rb") as f:
+            saved_model.ParseFromString(f.read())
+    else:
+        with open(os.path.join(version_dir, "saved_model.pbtxt"), encoding="utf-8") as f:
+            text_format.Parse(f.read(), saved_model)
+    return saved_model
+
+
+def serve_meta_graph(saved_model):
+    """The MetaGraph tagged 'serve', the one TF Serving loads."""
     for meta_graph in saved_model.meta_graphs:
         if SERVE_TAG in meta_graph.meta_info_def.tags:
-            return dict(meta_graph.signature_def)
+            return meta_graph
     raise errors.not_found(
         f"Could not find meta graph def matching supplied tags: {{ {SERVE_TAG} }}. "
         "To inspect available tag-sets in the SavedModel, please use the SavedModel CLI: "
         "`saved_model_cli`")
 
 
-def _load_saved_model(version_dir: str):
-    tf = tensorflow()
-    global _tft_imported
-    try:
-        return tf.saved_model.load(version_dir, tags=[SERVE_TAG])
-    except Exception:
-        if _tft_imported:
-            raise
-        # TFX Transform graphs use custom ops that only exist once tensorflow_transform
-        # is imported; importing it costs seconds, so only when a plain load fails.
-        import tensorflow_transform  # noqa: F401
-
-        _tft_imported = True
-        return tf.saved_model.load(version_dir, tags=[SERVE_TAG])
+def read_signature_defs(version_dir: str) -> dict:
+    """The signature_def map of the 'serve' MetaGraph, as GetModelMetadata reports it."""
+    return dict(serve_meta_graph(read_saved_model(version_dir)).signature_def)
 
 
 def _signature_debug_string(signature) -> str:
@@ -85,9 +76,10 @@ class Servable:
         self.name = name
         self.version = int(version)
         self.path = path
-        self._signature_defs = read_signature_defs(path)
-        self._loaded = _load_saved_model(path)
-        self._functions = dict(self._loaded.signatures)
+        saved_model = read_saved_model(path)
+        self._signature_defs = dict(serve_meta_graph(saved_model).signature_def)
+        self._runner = load_runner(path, saved_model, [SERVE_TAG], self._signature_defs)
+        self._input_dtypes = {}  # (signature, alias) -> DataType the graph takes
         # One batcher per signature: TF Serving batches per distinct signature too.
         self._batchers = {}
         self._batcher_factory = batcher_factory
@@ -119,9 +111,12 @@ class Servable:
     def predict(self, signature_name, inputs, output_filter=None, deadline=None):
         name = signature_name or DEFAULT_SIGNATURE
         signature = self._signature_defs.get(name)
-        if signature is None or name not in self._functions:
+        if signature is None or not self._runner.can_run(name):
             raise errors.failed_precondition(f'Serving signature key "{name}" not found.')
-        self._check_input_names(signature, inputs)
+        try:
+            self._check_input_names(signature, inputs)
+        except errors.ServingError as error:
+            raise self.with_signature_hint(error, name, inputs) from None
         aliases = self._output_aliases(signature, output_filter)
         outputs = self._run(name, signature, inputs, deadline)
         return {alias: outputs[alias] for alias in aliases}
@@ -144,6 +139,31 @@ class Servable:
                 f"Send extra: {{{','.join(extra)}}}. Missing but required: "
                 f"{{{','.join(missing)}}}.")
 
+    def with_signature_hint(self, error, signature_name, input_names):
+        """`error` plus which signatures take the inputs the request named, if another does.
+
+        A request posting raw features without "signature_name" reaches serving_default,
+        which takes serialized examples; TF Serving's message alone does not say where to go.
+        """
+        requested = self._signature_defs.get(signature_name or DEFAULT_SIGNATURE)
+        unknown = set(input_names) - set(requested.inputs if requested else ())
+        ranked = sorted((-len(unknown & set(signature.inputs)), key)
+                        for key, signature in self._signature_defs.items()
+                        if unknown & set(signature.inputs))
+        if not ranked:
+            return error
+        takes = []
+        for _, key in ranked[:HINT_MAX_SIGNATURES]:
+            inputs = sorted(self._signature_defs[key].inputs)
+            shown = ", ".join(_bounded(alias) for alias in inputs[:HINT_MAX_INPUTS])
+            if len(inputs) > HINT_MAX_INPUTS:
+                shown += f", ... ({len(inputs)} in all)"
+            takes.append(f"Signature '{_bounded(key)}' takes inputs: {shown}")
+        more = f" ({len(ranked) - HINT_MAX_SIGNATURES} more signatures take some of them)" \
+            if len(ranked) > HINT_MAX_SIGNATURES else ""
+        return errors.ServingError(
+            error.code, f'{error.message} {"; ".join(takes)}{more}; pass "signature_name".')
+
     @staticmethod
     def _output_aliases(signature, output_filter):
         if not output_filter:
@@ -164,7 +184,7 @@ class Servable:
         """The signature a classify/regress call runs, with the checks both share."""
         name = signature_name or DEFAULT_SIGNATURE
         signature = self._signature_defs.get(name)
-        if signature is None or name not in self._functions:
+        if signature is None or not self._runner.can_run(name):
             raise errors.invalid_argument(f"No signature was found with the name: {name}")
         if len(signature.inputs) != 1:
             raise errors.invalid_argument("Expected one input Tensor.")
@@ -250,7 +270,7 @@ class Servable:
     # --- running the graph ----------------------------------------------------------------
     def _run(self, signature_name, signature, inputs, deadline=None):
         """Runs one signature on numpy inputs; through the batcher when batching is on."""
-        arrays = self._coerce_inputs(signature, inputs)
+        arrays = self._coerce_inputs(signature_name, signature, inputs)
         if self._batcher_factory is None:
             if deadline is None:
                 return self.run_signature(signature_name, arrays)
@@ -267,15 +287,19 @@ class Servable:
             return self.run_signature(signature_name, arrays)
         return batcher.run(arrays, deadline=deadline)
 
-    @staticmethod
-    def _coerce_inputs(signature, inputs):
-        """Checks dtypes as a TF session does (no implicit casts), before anything is queued."""
+    def _coerce_inputs(self, signature_name, signature, inputs):
+        """Checks dtypes as a TF session does (no implicit casts), before anything is queued.
+
+        Against the dtype the graph really takes, as the session checks it: a SignatureDef
+        may say otherwise (half_plus_three's regress declares DT_FLOAT for its string
+        tf_example input, and TF Serving runs it).
+        """
         tf = tensorflow()
         arrays = {}
         for index, alias in enumerate(sorted(signature.inputs)):
-            info = signature.inputs[alias]
+            dtype_enum = self._input_dtype(signature_name, alias, signature.inputs[alias])
             value = np.asarray(inputs[alias])
-            want = tf.dtypes.as_dtype(info.dtype)
+            want = tf.dtypes.as_dtype(dtype_enum)
             is_text = value.dtype.kind in ("O", "S", "U")
             if want == tf.string:
                 if not is_text and value.size:
@@ -285,34 +309,27 @@ class Servable:
                 value = value.astype(object)
             elif is_text and value.size:
                 raise errors.invalid_argument(
-                    f"Expects arg[{index}] to be {dtype_name(info.dtype)} but string is provided")
+                    f"Expects arg[{index}] to be {dtype_name(dtype_enum)} but string is provided")
             elif value.dtype != want.as_numpy_dtype:
                 if value.size:
                     raise errors.invalid_argument(
-                        f"Expects arg[{index}] to be {dtype_name(info.dtype)} but "
+                        f"Expects arg[{index}] to be {dtype_name(dtype_enum)} but "
                         f"{_numpy_dtype_name(value)} is provided")
                 value = value.astype(want.as_numpy_dtype)  # an empty list has no type yet
             arrays[alias] = value
         return arrays
 
+    def _input_dtype(self, signature_name, alias, tensor_info) -> int:
+        key = (signature_name, alias)
+        dtype_enum = self._input_dtypes.get(key)
+        if dtype_enum is None:
+            dtype_enum = self._runner.input_dtype(signature_name, alias) or tensor_info.dtype
+            self._input_dtypes[key] = dtype_enum
+        return dtype_enum
+
     def run_signature(self, signature_name, arrays):
-        """Calls the signature function once; maps TF errors to TF Serving's codes."""
-        tf = tensorflow()
-        function = self._functions[signature_name]
-        specs = function.structured_input_signature[1]
-        feeds = {}
-        for alias, value in arrays.items():
-            spec = specs.get(alias)
-            dtype = spec.dtype if spec is not None else None
-            feeds[alias] = tf.constant(value, dtype=dtype) if value.size or dtype is None \
-                else tf.zeros(value.shape, dtype=dtype)
-        try:
-            outputs = function(**feeds)
-        except tf.errors.OpError as e:
-            raise errors.ServingError(_grpc_code_for_op_error(e), e.message) from None
-        except (TypeError, ValueError) as e:
-            raise errors.invalid_argument(str(e).strip()) from None
-        return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+        """Runs the signature once on checked arrays; TF errors become TF Serving's codes."""
+        return self._runner.run(signature_name, arrays)
 
 
 _deadline_pool = None
@@ -341,16 +358,6 @@ def run_with_deadline(work, deadline: float):
         raise errors.deadline_exceeded(DEADLINE_MESSAGE) from None
 
 
-def _grpc_code_for_op_error(error):
-    import grpc
-
-    # tf.errors codes use the same numbering as gRPC status codes.
-    for code in grpc.StatusCode:
-        if code.value[0] == error.error_code:
-            return code
-    return grpc.StatusCode.INTERNAL
-
-
 def _dtype_enum_name(array) -> str:
     if array.dtype.kind in ("O", "S", "U"):
         return "DT_STRING"
@@ -363,6 +370,10 @@ def _numpy_dtype_name(array) -> str:
     from tensorflow.core.framework import types_pb2
 
     return dtype_name(types_pb2.DataType.Value(_dtype_enum_name(array)))
+
+
+def _bounded(name: str) -> str:
+    return name if len(name) <= HINT_MAX_NAME else name[:HINT_MAX_NAME] + "..."
 
 
 def _shape_debug_string(shape) -> str:

@@ -48,7 +48,8 @@ class ModelServer:
             servable_factory=load_servable,
             allow_version_labels_for_unavailable_models=(
                 options.allow_version_labels_for_unavailable_models),
-            max_load_attempts=options.max_num_load_retries + 1)
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_micros=options.load_retry_interval_micros)
         self.grpc_server = None
         self.http_server = None
         self.grpc_port = None
@@ -75,6 +76,9 @@ class ModelServer:
         channel_options = [("grpc.max_send_message_length", 2 ** 31 - 1),
                            ("grpc.max_receive_message_length", 2 ** 31 - 1)]
         channel_options += parse_grpc_channel_arguments(self.options.grpc_channel_arguments)
+        # grpc turns SO_REUSEPORT on by default: a second server on a busy port would then
+        # share it and take half its requests. Last, as grpc honours a key's first value.
+        channel_options.append(("grpc.so_reuseport", 0))
         self.grpc_server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=self.options.grpc_max_threads,
                                                   thread_name_prefix="grpc"),
@@ -86,12 +90,20 @@ class ModelServer:
                       "but serves no API", e)
         else:
             grpc_api.add_services(self.grpc_server, self.manager)
-        address = f"{self.options.bind_address}:{self.options.port}"
-        self.grpc_port = self.grpc_server.add_insecure_port(address)
-        if not self.grpc_port:
-            raise StartupError(f"Failed to bind gRPC server to {address}")
+
+        def bind(address):
+            try:  # grpc raises on a taken address, or returns 0 in older releases
+                port = self.grpc_server.add_insecure_port(address)
+            except RuntimeError:
+                port = 0
+            if not port:
+                raise StartupError(f"Failed to BuildAndStart gRPC server: cannot bind "
+                                   f"{address} (is another server using this port?)")
+            return port
+
+        self.grpc_port = bind(f"{self.options.bind_address}:{self.options.port}")
         if self.options.grpc_socket_path:
-            self.grpc_server.add_insecure_port(f"unix:{self.options.grpc_socket_path}")
+            bind(f"unix:{self.options.grpc_socket_path}")
         self.grpc_server.start()
         log.info("Running gRPC ModelServer at %s:%d ...", self.options.bind_address,
                  self.grpc_port)

@@ -148,12 +148,16 @@ def wait_for(predicate, timeout=60, interval=0.2, message="condition"):
 @pytest.fixture(scope="session")
 def saved_models(tmp_path_factory):
     """{"half_plus_two", "half_plus_three", "multi_io"} -> SavedModel directory."""
-    root = tmp_path_factory.mktemp("saved_models")
-    # Built in a subprocess: keeps TensorFlow out of the pytest process, and it is only
-    # paid once per session.
+    # Paid once per session.
+    return build_models("saved_models", tmp_path_factory.mktemp("saved_models"))
+
+
+def build_models(module: str, root) -> dict:
+    """Runs tests.serving.<module>.build_all(root) in a subprocess, which keeps TensorFlow
+    out of the pytest process; returns its {name: SavedModel directory}."""
     code = ("import json, sys; sys.path.insert(0, sys.argv[2]); "
-            "from tests.serving import saved_models; "
-            "print(json.dumps(saved_models.build_all(sys.argv[1])))")
+            f"from tests.serving import {module}; "
+            f"print(json.dumps({module}.build_all(sys.argv[1])))")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run([PYTHON, "-c", code, str(root), str(REPO)], env=env,
                             capture_output=True, text=True, timeout=300)

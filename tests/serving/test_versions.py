@@ -42,8 +42,11 @@ def latest_server(saved_models, module_tmp):
     os.makedirs(os.path.join(base, "tmp-push-3"))
     os.makedirs(os.path.join(base, "007x"))
     Path(base, "README").write_text("not a version")
+    # Retries a tenth of a second apart: a broken version fails in half a second, not in
+    # TF Serving's default 5 retries a minute apart.
     server = start_server("--model_name=half_plus_two", f"--model_base_path={base}",
-                          "--file_system_poll_wait_seconds=1", tmp_dir=module_tmp)
+                          "--file_system_poll_wait_seconds=1",
+                          "--load_retry_interval_micros=100000", tmp_dir=module_tmp)
     server.base = base
     yield server
     server.stop()
