@@ -28,6 +28,7 @@ KNOWN_NOISE = tuple(re.compile(pattern) for pattern in (
     r"\] TF-TRT Warning: Could not find TensorRT$",
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to "
     r"STDERR$",
+    r"\] MLIR V1 optimization pass is not enabled$",
 ))
 FILTER_EXIT_TIMEOUT_SECONDS = 10
 
@@ -46,10 +47,22 @@ def import_tensorflow():
         warnings.filterwarnings("ignore", category=FutureWarning,
                                 message="You are using a non-supported Python version")
         with _stderr_filtered():
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            _run_first_session(tensorflow)
     import tensorflow as tf
 
     return tf
+
+
+def _run_first_session(tf):
+    """TensorFlow logs an MLIR notice on the first session run of a process; models load
+    and run in sessions, so take that run here, where the notice is filtered."""
+    graph = tf.Graph()
+    with graph.as_default():
+        two = tf.constant(2.0)
+    with tf.compat.v1.Session(graph=graph) as session:
+        session.run(two)
 
 
 class _stderr_filtered:
