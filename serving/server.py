@@ -131,6 +131,9 @@ class ModelServer:
     def _poll_config_file(self):
         path = self.options.model_config_file
         last_text = None
+        # A refused config is tried again on every poll (its base path may fill up later),
+        # but its error is logged once, not every poll.
+        last_error = None
         while not self._stopped.wait(self.options.model_config_file_poll_wait_seconds):
             try:
                 with open(path, encoding="utf-8") as f:
@@ -139,13 +142,17 @@ class ModelServer:
                     continue
                 config = model_config.read_model_server_config(path)
                 if config != self.manager.config:
-                    log.info("Reloading model config from %s", path)
+                    if last_error is None:
+                        log.info("Reloading model config from %s", path)
                     self.manager.reload_config(config)
-                last_text = text
-            except errors.ServingError as e:
-                log.error("Failed to reload model config %s: %s", path, e.message)
-            except OSError as e:
-                log.error("Failed to read model config %s: %s", path, e)
+                last_text, last_error = text, None
+            except (errors.ServingError, OSError) as e:
+                error = (f"Failed to reload model config {path}: {e.message}"
+                         if isinstance(e, errors.ServingError)
+                         else f"Failed to read model config {path}: {e}")
+                if error != last_error:
+                    log.error("%s", error)
+                    last_error = error
 
     def wait(self):
         self._stopped.wait()
