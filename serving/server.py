@@ -133,8 +133,9 @@ class ModelServer:
         last_text = None
         # A refused config is tried again on every poll (its base path may fill up later),
         # but its error is logged once, not every poll.
-        last_error = None
+        last_error, failed_text = None, None
         while not self._stopped.wait(self.options.model_config_file_poll_wait_seconds):
+            text = None
             try:
                 with open(path, encoding="utf-8") as f:
                     text = f.read()
@@ -142,17 +143,17 @@ class ModelServer:
                     continue
                 config = model_config.read_model_server_config(path)
                 if config != self.manager.config:
-                    if last_error is None:
+                    if text != failed_text:
                         log.info("Reloading model config from %s", path)
                     self.manager.reload_config(config)
-                last_text, last_error = text, None
+                last_text, last_error, failed_text = text, None, None
             except (errors.ServingError, OSError) as e:
                 error = (f"Failed to reload model config {path}: {e.message}"
                          if isinstance(e, errors.ServingError)
                          else f"Failed to read model config {path}: {e}")
                 if error != last_error:
                     log.error("%s", error)
-                    last_error = error
+                last_error, failed_text = error, text
 
     def wait(self):
         self._stopped.wait()
