@@ -44,12 +44,17 @@ class RestApi:
         except errors.ServingError as e:
             output = json_codec.encode_error(e.message)
             status_name, http_status = e.code_name, e.http_status
+        except RecursionError:  # only a request nested past every other bound gets here
+            error = errors.invalid_argument("JSON Value is nested too deeply")
+            output = json_codec.encode_error(error.message)
+            status_name, http_status = error.code_name, error.http_status
         except Exception as e:  # a bug must not take the server down; report it as TF would
             log.exception("Unexpected error serving %s %s", method, path)
             output = json_codec.encode_error(f"Internal error: {type(e).__name__}: {e}")
             status_name, http_status = "INTERNAL", 500
         if api is not None and model_name:
-            metrics.observe_request(model_name, api, status_name, time.monotonic() - started,
+            metrics.observe_request(metrics.model_label(model_name, self.manager.model_names()),
+                                    api, status_name, time.monotonic() - started,
                                     entrypoint="REST")
         return http_status, output
 

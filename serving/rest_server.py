@@ -233,10 +233,12 @@ class _GuardedProtocol(HttpToolsProtocol):
         """Answers a request this layer cannot frame, then closes: what follows is unreadable."""
         self._rejected = True
         self._cancel_read_timer()
-        if self.cycle is not None and not self.cycle.response_complete:
-            # A request before this one is still being answered: let that answer go out
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and (
+                cycle.response_started or not cycle.more_body):
+            # A request received whole is still being answered: let that answer go out
             # whole, then close instead of writing into the middle of it.
-            self.cycle.keep_alive = False
+            cycle.keep_alive = False
             return
         payload = to_utf8(json_codec.encode_error(message))
         self.transport.write(b"".join([
