@@ -19,12 +19,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from serving import json_codec, metrics
 from serving.rest_api import API_PATH, CORS_HEADERS, RestApi
 
-log = logging.getLogger("serving.rest")
-
 # Request line plus headers; nginx and most proxies stop well below this.
 MAX_HEADER_BYTES = 64 * 1024
 
-_JSON = (b"content-type", b"application/json")
 _CORS = [(name.lower().encode(), value.encode()) for name, value in CORS_HEADERS]
 _CLOSE = (b"connection", b"close")
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Payload Too Large",
@@ -47,10 +44,10 @@ class _BodyTooLarge(Exception):
 
 
 def _content_length(headers):
-    """The declared Content-Length (httptools has already refused a malformed one)."""
+    """The declared Content-Length; httptools has already refused a malformed one."""
     for name, value in headers:
         if name == b"content-length":
-            return int(value)
+            return int(value) if value.isdigit() else None
     return None
 
 
@@ -290,6 +287,7 @@ class RestServer:
         config = uvicorn.Config(
             app, loop="uvloop", http=_protocol_class(read_timeout_seconds), ws="none",
             lifespan="off", access_log=False, log_config=None, server_header=False,
+            proxy_headers=False,
             timeout_keep_alive=read_timeout_seconds, timeout_graceful_shutdown=1)
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         self._server = uvicorn.Server(config)
