@@ -26,10 +26,18 @@ _HTTP_STATUS = {
 }
 
 
+# Messages echo parts of the request; past this they are cut, so a small request can never
+# make a large answer.
+MAX_MESSAGE_CHARS = 16 * 1024
+
+
 class ServingError(Exception):
     """A failed request: `code` is a grpc.StatusCode, `message` TF Serving's text for it."""
 
     def __init__(self, code: grpc.StatusCode, message: str):
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = (message[:MAX_MESSAGE_CHARS]
+                       + f"... ({len(message) - MAX_MESSAGE_CHARS} more characters)")
         super().__init__(message)
         self.code = code
         self.message = message

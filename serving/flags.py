@@ -24,6 +24,15 @@ FLAGS = [
      "number of CPUs."),
     ("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls."),
     ("rest_api_enable_cors_support", bool, False, "Enable CORS headers in response"),
+    # Not in tensorflow_model_server, whose evhttp server sets no body limit (its only bound
+    # is 100 MB on a gzip body once inflated, ZLib::kMaxUncompressedBytes) and keeps
+    # libevent's 50 s read timeout; named in its style.
+    ("rest_api_max_request_body_bytes", int, 100 * 1024 * 1024,
+     "Largest HTTP/REST request body accepted; a larger one is refused with HTTP 413."),
+    ("rest_api_read_timeout_in_ms", int, 50000,
+     "Time a client has to send a whole HTTP/REST request (headers and body), counted from "
+     "the connection opening or the previous response; also how long an idle keep-alive "
+     "connection is kept."),
     ("bind_address", str, "127.0.0.1",
      "Address the gRPC and HTTP/REST servers listen on. Defaults to loopback only (unlike "
      "tensorflow_model_server, which listens on all interfaces); pass 0.0.0.0 to serve other "

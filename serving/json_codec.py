@@ -8,6 +8,7 @@ import base64
 import binascii
 import json
 import math
+import re
 
 import grpc
 import numpy as np
@@ -32,6 +33,8 @@ _INT64 = (-2 ** 63, 2 ** 63 - 1)
 _UINT32 = (0, 2 ** 32 - 1)
 _UINT64 = (0, 2 ** 64 - 1)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# NumPy's limit on dimensions (TensorFlow's is 254): deeper input cannot become a tensor here.
+MAX_TENSOR_RANK = 32
 
 # TensorFlow DataType enum values (tensorflow/core/framework/types.proto).
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7
@@ -125,18 +128,36 @@ class PrettyWriter:
         return "".join(self._out)
 
 
-def _write_value(writer, value):
-    """Writes a parsed JSON value (for error messages), as rapidjson's Accept would."""
+# Error messages echo the request's JSON, as TF Serving's do; a bound keeps a small request
+# from producing a huge message (pretty-printed deep nesting grows with the square of depth).
+MAX_ECHOED_NODES = 128
+MAX_ECHOED_DEPTH = 16
+MAX_ECHOED_LEAF_CHARS = 128
+ELLIPSIS = "..."
+
+
+def _write_value(writer, value, budget, depth=0):
+    """Writes a parsed JSON value (for error messages), as rapidjson's Accept would, up to
+    budget[0] values and MAX_ECHOED_DEPTH levels; what is left out is written as ..."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_ECHOED_DEPTH:
+        writer.raw(ELLIPSIS)
+        return
     if isinstance(value, dict):
         writer.start_object()
         for key, item in value.items():
-            writer.string(key)
-            _write_value(writer, item)
+            if budget[0] < 0:
+                break
+            writer.string(_shortened(key))
+            _write_value(writer, item, budget, depth + 1)
         writer.end_object()
     elif isinstance(value, list):
         writer.start_array()
         for item in value:
-            _write_value(writer, item)
+            if budget[0] < 0:
+                writer.raw(ELLIPSIS)
+                break
+            _write_value(writer, item, budget, depth + 1)
         writer.end_array()
     elif isinstance(value, bool):
         writer.raw("true" if value else "false")
@@ -145,16 +166,22 @@ def _write_value(writer, value):
     elif isinstance(value, float):
         writer.raw(repr(value) if math.isfinite(value) else format_decimal(value, False))
     elif isinstance(value, int):
-        writer.raw(str(value))
+        writer.raw(_shortened(str(value)))
     else:
-        writer.string(value)
+        writer.string(_shortened(value))
+
+
+def _shortened(text: str) -> str:
+    if len(text) <= MAX_ECHOED_LEAF_CHARS:
+        return text
+    return text[:MAX_ECHOED_LEAF_CHARS] + ELLIPSIS
 
 
 def json_value_to_string(value) -> str:
     if isinstance(value, float):
         return format_decimal(value, _is_lossless_float32(value))
     writer = PrettyWriter()
-    _write_value(writer, value)
+    _write_value(writer, value, [MAX_ECHOED_NODES])
     return writer.text()
 
 
@@ -223,6 +250,66 @@ def _innermost_container(text: str, pos: int) -> str:
     return stack[-1] if stack else ""
 
 
+# rapidjson refuses a number no double can hold; Python parses it as an int (up to its own
+# 4300-digit limit, past which it raises ValueError) or as inf. Only a body with a long run
+# of digits or a 3-digit exponent is looked at more closely, so the common one pays one scan.
+_MAYBE_TOO_BIG = re.compile(r"\d{309,}|[eE][+-]?\d{3,}")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_DOUBLE_MAX = float(np.finfo(np.float64).max)
+
+
+class _JsonConstant(float):
+    """NaN, Infinity or -Infinity written as such: TF Serving's parser takes them
+    (kParseNanAndInfFlag), unlike an infinity that comes from a number too big."""
+
+
+def _holds_number_too_big(doc) -> bool:
+    stack = [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif type(value) is float and math.isinf(value):
+            return True
+        elif type(value) is int and abs(value) > _DOUBLE_MAX:
+            return True
+    return False
+
+
+def _first_number_too_big(text: str) -> int:
+    """Offset of the first number too big for a double, for the error message."""
+    for match in _NUMBER.finditer(text):
+        if math.isinf(float(match.group())):
+            return match.start()
+    return 0
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\[uU][dD][89a-fA-F]")
+_ESCAPE = re.compile(r"\\(?:[uU]([0-9a-fA-F]{4})|.)", re.DOTALL)
+
+
+def _invalid_surrogate(text: str):
+    """Offset of a \\u escape that is half a surrogate pair (rapidjson refuses those), else None.
+
+    Only \\u escapes can make one: the body was valid UTF-8, which cannot encode surrogates.
+    """
+    pending_high = None  # (offset, end) of a high surrogate waiting for its low half
+    for match in _ESCAPE.finditer(text):
+        code = int(match.group(1), 16) if match.group(1) else None
+        if pending_high is not None:
+            if code is None or not 0xDC00 <= code <= 0xDFFF or match.start() != pending_high[1]:
+                return pending_high[0]
+            pending_high = None
+            continue
+        if code is not None and 0xD800 <= code <= 0xDBFF:
+            pending_high = (match.start(), match.end())
+        elif code is not None and 0xDC00 <= code <= 0xDFFF:
+            return match.start()
+    return pending_high[0] if pending_high else None
+
+
 def parse_json(body) -> dict:
     """Parses a request body; the top level must be an object, as TF Serving requires."""
     if isinstance(body, bytes):
@@ -236,13 +323,25 @@ def parse_json(body) -> dict:
     if not text.strip():
         raise errors.invalid_argument("JSON Parse error: The document is empty")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_JsonConstant)
     except json.JSONDecodeError as e:
         raise errors.invalid_argument(
             f"JSON Parse error: {_rapidjson_message(e, text)} at offset: {e.pos}") from None
     except RecursionError:
         raise errors.invalid_argument(
             "JSON Parse error: Terminate parsing due to Handler error. at offset: 0") from None
+    except ValueError:  # an integer past Python's digit limit: far too big for a double
+        doc = None
+    if doc is None or (_MAYBE_TOO_BIG.search(text) and _holds_number_too_big(doc)):
+        raise errors.invalid_argument(
+            "JSON Parse error: Number too big to be stored in double. at offset: "
+            f"{_first_number_too_big(text)}")
+    if _SURROGATE_ESCAPE.search(text):
+        offset = _invalid_surrogate(text)
+        if offset is not None:
+            raise errors.invalid_argument(
+                "JSON Parse error: The surrogate pair in string is invalid. at offset: "
+                f"{offset}")
     if not isinstance(doc, dict):
         raise _format_error(doc, "Is not object")
     return doc
@@ -365,7 +464,15 @@ def _dense_shape(value) -> list:
         if not value:
             break
         value = value[0]
+    _check_rank(shape)  # before _fill_values recurses once per dimension
     return shape
+
+
+def _check_rank(shape):
+    if len(shape) > MAX_TENSOR_RANK:
+        raise errors.invalid_argument(
+            f"Tensor of rank {len(shape)} is deeper than the {MAX_TENSOR_RANK} dimensions this "
+            "server supports")
 
 
 def _fill_values(value, level, shape, dtype, out):
@@ -395,6 +502,7 @@ def _fill_values(value, level, shape, dtype, out):
 
 
 def _to_array(values, shape, dtype):
+    _check_rank(shape)  # a batch of rank-32 instances is one deeper
     numpy_type = _NUMPY_TYPES.get(dtype, object)
     if numpy_type is object:
         array = np.empty(len(values), dtype=object)

@@ -21,6 +21,16 @@ _API_LABELS = {
     "status": "GetModelStatus",
 }
 
+# Requests for a model the server does not serve are counted under this one name: labelled
+# by the requested name, every typo or scan would add series forever.
+UNKNOWN_MODEL_LABEL = "<unknown>"
+
+
+def model_label(model_name: str, served_model_names) -> str:
+    """The model_name label for a request: its model if served, else UNKNOWN_MODEL_LABEL."""
+    return model_name if model_name in served_model_names else UNKNOWN_MODEL_LABEL
+
+
 _lock = threading.Lock()
 _request_counts = {}  # (model_name, status) -> count
 _latencies = {}  # (model_name, API, entrypoint) -> [bucket counts..., sum, count]

@@ -1,13 +1,11 @@
-"""TF Serving's HTTP/REST API over the stdlib HTTP server: routes, status codes, JSON bodies.
+"""TF Serving's HTTP/REST API, transport-free: routes, status codes, JSON bodies.
 
 Paths are matched with TF Serving's own (case-insensitive) patterns; every failure becomes
 {"error": "..."} with the HTTP status TF Serving maps its status code to.
 """
-import http.server
 import json
 import logging
 import re
-import threading
 import time
 import urllib.parse
 
@@ -46,12 +44,17 @@ class RestApi:
         except errors.ServingError as e:
             output = json_codec.encode_error(e.message)
             status_name, http_status = e.code_name, e.http_status
+        except RecursionError:  # only a request nested past every other bound gets here
+            error = errors.invalid_argument("JSON Value is nested too deeply")
+            output = json_codec.encode_error(error.message)
+            status_name, http_status = error.code_name, error.http_status
         except Exception as e:  # a bug must not take the server down; report it as TF would
             log.exception("Unexpected error serving %s %s", method, path)
             output = json_codec.encode_error(f"Internal error: {type(e).__name__}: {e}")
             status_name, http_status = "INTERNAL", 500
         if api is not None and model_name:
-            metrics.observe_request(model_name, api, status_name, time.monotonic() - started,
+            metrics.observe_request(metrics.model_label(model_name, self.manager.model_names()),
+                                    api, status_name, time.monotonic() - started,
                                     entrypoint="REST")
         return http_status, output
 
@@ -172,119 +175,3 @@ def _status_code_name(code: int) -> str:
         if status.value[0] == code:
             return status.name
     return "UNKNOWN"
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as TF Serving's evhttp server
-    # Headers and body go out in two writes; without TCP_NODELAY the body waits
-    # for the client's delayed ACK (~40 ms) on every keep-alive request.
-    disable_nagle_algorithm = True
-    server_version = "TensorFlowServing-Python"
-
-    def do_GET(self):
-        self._serve("GET")
-
-    def do_POST(self):
-        self._serve("POST")
-
-    def do_PUT(self):
-        self._serve("PUT")
-
-    def do_DELETE(self):
-        self._serve("DELETE")
-
-    def do_PATCH(self):
-        self._serve("PATCH")
-
-    def do_HEAD(self):
-        self._serve("HEAD")
-
-    def do_OPTIONS(self):
-        if self.server.enable_cors:
-            self._reply(200, b"", [("Content-Type", "application/json")] + CORS_HEADERS)
-        else:
-            self._serve("OPTIONS")
-
-    def _serve(self, method):
-        try:
-            body = self._read_body()
-        except ValueError as e:
-            self._reply(400, json_codec.encode_error(str(e)).encode(),
-                        [("Content-Type", "application/json")])
-            return
-        path = urllib.parse.urlsplit(self.path).path
-        monitoring_path = self.server.prometheus_path
-        if monitoring_path and path == monitoring_path:
-            self._reply(200, metrics.prometheus_text().encode(),
-                        [("Content-Type", "text/plain")])
-            return
-        if not API_PATH.fullmatch(path):
-            # TF Serving's HTTP server has no handler for other paths: a bare 404.
-            self._reply(404, b"", [])
-            return
-        # At most --rest_api_num_threads requests run at once, like TF Serving's pool.
-        with self.server.request_slots:
-            status, output = self.server.api.handle(method, path, body)
-        headers = [("Content-Type", "application/json")]
-        if self.server.enable_cors:
-            headers += CORS_HEADERS
-        self._reply(status, output.encode("utf-8", errors="surrogateescape"), headers)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size_line = self.rfile.readline(65537)
-                try:
-                    size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                except ValueError:
-                    raise ValueError("Malformed chunked request body") from None
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)
-        length = self.headers.get("Content-Length")
-        if not length:
-            return b""
-        try:
-            size = int(length)
-        except ValueError:
-            raise ValueError(f"Invalid Content-Length: {length}") from None
-        if size < 0:
-            raise ValueError(f"Invalid Content-Length: {length}")
-        return self.rfile.read(size)
-
-    def _reply(self, status, payload: bytes, headers):
-        self.send_response(status)
-        for key, value in headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def log_message(self, format, *args):  # noqa: A002  (stdlib signature)
-        log.debug("%s - %s", self.address_string(), format % args)
-
-
-class RestServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-
-def create_http_server(host: str, port: int, manager, timeout_in_ms: int = 30000,
-                       enable_cors: bool = False, num_threads: int = 0,
-                       monitoring_config=None) -> RestServer:
-    """Binds the REST server (not yet serving: call serve_forever on a thread)."""
-    server = RestServer((host, port), _Handler)
-    server.api = RestApi(manager, timeout_in_ms)
-    server.enable_cors = enable_cors
-    server.request_slots = threading.BoundedSemaphore(num_threads if num_threads > 0 else 64)
-    server.prometheus_path = None
-    if monitoring_config is not None and monitoring_config.prometheus_config.enable:
-        server.prometheus_path = (monitoring_config.prometheus_config.path
-                                  or metrics.DEFAULT_PROMETHEUS_PATH)
-    return server

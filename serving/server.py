@@ -109,21 +109,22 @@ class ModelServer:
                  self.grpc_port)
 
     def _start_rest(self):
-        from serving import rest_api
+        from serving import rest_server
 
         try:
-            self.http_server = rest_api.create_http_server(
+            self.http_server = rest_server.RestServer(
                 self.options.bind_address, self.options.rest_api_port, self.manager,
                 timeout_in_ms=self.options.rest_api_timeout_in_ms,
                 enable_cors=self.options.rest_api_enable_cors_support,
                 num_threads=self.options.rest_api_num_threads,
-                monitoring_config=self.monitoring_config)
+                monitoring_config=self.monitoring_config,
+                max_body_bytes=self.options.rest_api_max_request_body_bytes,
+                read_timeout_in_ms=self.options.rest_api_read_timeout_in_ms)
         except OSError as e:
             raise StartupError(f"Failed to start HTTP Server at {self.options.bind_address}:"
                                f"{self.options.rest_api_port}: {e}") from None
-        self.rest_port = self.http_server.server_address[1]
-        threading.Thread(target=self.http_server.serve_forever, name="rest-api",
-                         daemon=True).start()
+        self.rest_port = self.http_server.port
+        self.http_server.start()
         host = "localhost" if self.options.bind_address in ("127.0.0.1", "localhost") \
             else self.options.bind_address
         log.info("Exporting HTTP/REST API at:%s:%d ...", host, self.rest_port)
@@ -161,8 +162,7 @@ class ModelServer:
     def stop(self):
         self._stopped.set()
         if self.http_server is not None:
-            self.http_server.shutdown()
-            self.http_server.server_close()
+            self.http_server.stop()
         if self.grpc_server is not None:
             self.grpc_server.stop(grace=1)
         self.manager.stop()

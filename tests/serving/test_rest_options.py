@@ -50,3 +50,14 @@ def test_slow_request_times_out(cors_server):
     status, body, _, _ = cors_server.post("/v1/models/multi_io:predict",
                                           {"signature_name": "slow", "instances": [10]})
     assert (status, body) == (200, {"predictions": [9]})
+
+
+def test_rest_port_in_use_fails_start_up(cors_server, saved_models, module_tmp):
+    # Like tensorflow_model_server: no second server quietly sharing the REST port.
+    base = make_model_base(module_tmp / "second", {1: saved_models["multi_io"]})
+    second = start_server("--model_name=multi_io", f"--model_base_path={base}",
+                          f"--rest_api_port={cors_server.rest_port}", tmp_dir=module_tmp,
+                          expect_failure=True)
+    assert second.process.wait(timeout=60) != 0
+    assert "Failed to start HTTP Server" in second.log()
+    assert cors_server.get("/v1/models/multi_io")[0] == 200
