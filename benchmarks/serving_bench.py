@@ -224,6 +224,7 @@ def h2load_run(url, body_path, concurrency, seconds, response_bytes):
     failures: failures = requests - DATA bytes received // one response's size.
     """
     log_path = WORK_DIR / "h2load.log"
+    log_path.unlink(missing_ok=True)  # h2load appends to its log file
     output, cpu, wall = _run_measured(
         ["h2load", "-t1", f"-c{concurrency}", "-m1", f"-D{seconds:g}",
          "-d", str(body_path), "-H", "content-type: application/grpc", "-H", "te: trailers",
