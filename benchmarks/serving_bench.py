@@ -119,21 +119,29 @@ def as_arrays(rows: list, dtypes: dict) -> dict:
 
 # --- the in-process ceiling --------------------------------------------------------------------
 
-def in_process_runs(version_dir, signature, arrays, concurrency, args):
-    """The signature called from `concurrency` Python threads in this process: what a
-    server could reach with no transport, codec or queue at all."""
+def in_process_calls(version_dir, signature, arrays):
+    """{label: call()}: the signature run in this process with no transport, codec or
+    queue, as our server runs it (a session, serving.signature_runner) and as the peers
+    run it (the restored TF2 function a user's custom model calls). Ratios in the table
+    are to the first; both answers are checked against each other."""
     import tensorflow as tf
+    from serving.servable import SERVE_TAG, read_saved_model, serve_meta_graph
+    from serving.signature_runner import load_runner
 
+    saved_model = read_saved_model(str(version_dir))
+    runner = load_runner(str(version_dir), saved_model, [SERVE_TAG],
+                         dict(serve_meta_graph(saved_model).signature_def))
     function = tf.saved_model.load(str(version_dir)).signatures[signature]
     feeds = {name: tf.constant(value) for name, value in arrays.items()}
-    expected = {name: t.numpy() for name, t in function(**feeds).items()}
-
-    def call():
-        return {name: t.numpy() for name, t in function(**feeds).items()}
-
-    runs = [_threaded_load(call, concurrency, args.seconds, args.warmup_seconds)
-            for _ in range(args.repetitions)]
-    return runs, expected
+    calls = {
+        "in-process (the server's session runner)": lambda: runner.run(signature, arrays),
+        "in-process (restored TF2 function, as the peers call it)":
+            lambda: {name: t.numpy() for name, t in function(**feeds).items()},
+    }
+    answers = [call() for call in calls.values()]
+    for other in answers[1:]:
+        check_close("in-process", other, answers[0])
+    return calls, answers[0]
 
 
 def _threaded_load(call, concurrency, seconds, warmup):
@@ -515,8 +523,10 @@ def tool_versions() -> str:
 
 
 def write_report(path, args, results, in_process, context):
+    baseline = next(iter(in_process.values()))  # the server's own runner
+
     def cell(stats, concurrency):
-        ceiling = in_process[concurrency]
+        ceiling = baseline[concurrency]
         failures = f" ({stats['failures']} failed)" if stats["failures"] else ""
         cpu = f"{stats['client_cpu']:.0%}" if stats["client_cpu"] is not None else "-"
         return (f"{concurrency} | {stats['p50_ms']:.2f} | {stats['p99_ms']:.2f} | "
@@ -535,8 +545,9 @@ def write_report(path, args, results, in_process, context):
         "client connection, on the same machine as the server",
         f"- Each cell: median of {args.repetitions} runs of {args.seconds:g} s after a "
         f"{args.warmup_seconds:g} s warm-up; requests/s counts successful requests",
-        "- vs in-process: p50 minus the in-process p50, and throughput over the in-process "
-        "throughput, at the same number of clients (threads for in-process)",
+        "- vs in-process: p50 minus the p50 of the server's own session runner called "
+        "in-process, and throughput over its throughput, at the same number of clients "
+        "(threads for in-process)",
         "- Load generator CPU: its own user+system CPU time over the run's wall time "
         "(100% = one core)",
         "",
@@ -544,9 +555,9 @@ def write_report(path, args, results, in_process, context):
         "p50 vs in-process (ms) | requests/s vs in-process | load generator CPU |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for concurrency, stats in sorted(in_process.items()):
-        lines.append(f"| in-process (SavedModel signature) | - | - | "
-                     + cell(stats, concurrency))
+    for label, by_concurrency in in_process.items():
+        for concurrency, stats in sorted(by_concurrency.items()):
+            lines.append(f"| {label} | - | - | " + cell(stats, concurrency))
     for (server, protocol, batching), concurrency, stats in results:
         lines.append(f"| {server} | {protocol} | {batching} | " + cell(stats, concurrency))
     lines += ["", "## Reading it", ""] + context["notes"]
@@ -571,12 +582,16 @@ def main(argv=None):
     print(f"model {version_dir}, signature {args.signature}, inputs {sorted(dtypes)}",
           flush=True)
 
-    in_process, expected = {}, None
-    for concurrency in concurrencies:
-        runs, expected = in_process_runs(version_dir, args.signature, arrays, concurrency, args)
-        in_process[concurrency] = summarize(runs)
-        print(f"in-process c={concurrency}: p50 {in_process[concurrency]['p50_ms']:.2f} ms, "
-              f"{in_process[concurrency]['rps']:.0f}/s", flush=True)
+    calls, expected = in_process_calls(version_dir, args.signature, arrays)
+    in_process = {label: {} for label in calls}
+    for label, call in calls.items():
+        for concurrency in concurrencies:
+            in_process[label][concurrency] = summarize([
+                _threaded_load(call, concurrency, args.seconds, args.warmup_seconds)
+                for _ in range(args.repetitions)])
+            print(f"{label} c={concurrency}: p50 "
+                  f"{in_process[label][concurrency]['p50_ms']:.2f} ms, "
+                  f"{in_process[label][concurrency]['rps']:.0f}/s", flush=True)
 
     results = []
     if "ours" in servers:
