@@ -185,7 +185,8 @@ class Batcher:
         tail = self._queue[-1] if self._queue else None
         if tail is not None and not tail.closed and tail.size + task.size > self._limit:
             tail.closed = True
-        if (tail is None or tail.closed) and len(self._queue) >= self._options.max_enqueued_batches:
+        if (tail is None or tail.closed) and \
+                len(self._queue) >= self._options.max_enqueued_batches:
             raise errors.unavailable(
                 "The batch scheduling queue to which this task was submitted is full")
         self._add_piece(self._open_batch(), task, 0, task.size)
@@ -206,14 +207,15 @@ class Batcher:
                 f"(num_enqueued_batches={len(self._queue)}, max_enqueued_batches="
                 f"{self._options.max_enqueued_batches}, open_batch_size={open_rows}, "
                 f"max_execution_batch_size={self._limit})")
+        if task.size == 0:  # nothing to split; it still gets its (empty) outputs
+            self._add_piece(self._open_batch(), task, 0, 0)
+            return
         first = 0
-        while first < task.size or task.size == 0:
+        while first < task.size:
             batch = self._open_batch()
             rows = min(task.size - first, self._limit - batch.size)
             self._add_piece(batch, task, first, rows)
             first += rows
-            if task.size == 0:
-                break
 
     def _add_piece(self, batch, task, first, rows):
         batch.pieces.append((task, first, rows))
