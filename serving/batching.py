@@ -2,8 +2,11 @@
 
 Honours TF Serving's BatchingParameters (max_batch_size, batch_timeout_micros,
 num_batch_threads, max_enqueued_batches, allowed_batch_sizes, pad_variable_length_inputs),
-with the queue semantics of its SharedBatchScheduler: a batch closes when full or when its
-timeout passes, and waits for one of num_batch_threads to run it.
+enable_large_batch_splitting and max_execution_batch_size, with the queue semantics of its
+SharedBatchScheduler: a batch closes when full or when its timeout passes, and waits for
+one of num_batch_threads to run it. With splitting, max_batch_size bounds one request and
+max_execution_batch_size one run of the graph: a request that does not fit the open batch
+fills it and goes on in the next ones.
 """
 import collections
 import dataclasses
@@ -28,13 +31,23 @@ class BatchingOptions:
     allowed_batch_sizes: tuple = ()
     pad_variable_length_inputs: bool = False
     enable_large_batch_splitting: bool = False
+    # 0: max_batch_size. Only read with enable_large_batch_splitting, as in TF Serving.
+    max_execution_batch_size: int = 0
+
+    @property
+    def execution_batch_limit(self) -> int:
+        """The most rows one run of the graph gets; max_batch_size stays the limit of
+        one request (TF Serving's input_batch_size_limit)."""
+        if self.enable_large_batch_splitting and self.max_execution_batch_size:
+            return self.max_execution_batch_size
+        return self.max_batch_size
 
 
 def options_from_parameters(params) -> BatchingOptions:
     """BatchingParameters proto -> validated options (TF Serving's defaults when unset)."""
     options = BatchingOptions()
     for field in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
-                  "num_batch_threads"):
+                  "num_batch_threads", "max_execution_batch_size"):
         if params.HasField(field):
             setattr(options, field, getattr(params, field).value)
     if params.HasField("enable_large_batch_splitting"):
@@ -54,11 +67,15 @@ def validate(options: BatchingOptions):
         raise errors.invalid_argument("max_enqueued_batches must be positive")
     if options.batch_timeout_micros < 0:
         raise errors.invalid_argument("batch_timeout_micros must be non-negative")
+    if options.max_execution_batch_size < 0:
+        raise errors.invalid_argument("max_execution_batch_size must be positive")
     sizes = options.allowed_batch_sizes
     if sizes:
         if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] <= 0:
             raise errors.invalid_argument(
                 "allowed_batch_sizes entries must be monotonically increasing")
+        # TF Serving's server checks this against max_batch_size with or without
+        # splitting (a split batch is padded up to the next allowed size).
         if sizes[-1] != options.max_batch_size:
             raise errors.invalid_argument(
                 "final entry in allowed_batch_sizes must equal max_batch_size when "
@@ -77,17 +94,28 @@ def batcher_factory(params):
 
 
 class _Task:
+    """One request. With large batch splitting its rows may run in several batches; it
+    is done when every piece has its outputs."""
+
+    __slots__ = ("inputs", "size", "done", "pieces", "pending", "result", "error")
+
     def __init__(self, inputs, size):
         self.inputs = inputs
         self.size = size
-        self.done = threading.Event()
+        # A lock held until the outputs are in: cheaper to hand over than an Event.
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.pieces = {}  # first row -> outputs of rows [first row, first row + piece size)
+        self.pending = 0  # pieces not yet run; guarded by the Batcher's condition
         self.result = None
         self.error = None
 
 
 class _Batch:
+    __slots__ = ("pieces", "size", "opened_at", "closed")
+
     def __init__(self):
-        self.tasks = []
+        self.pieces = []  # (task, first row, row count)
         self.size = 0
         self.opened_at = time.monotonic()
         self.closed = False
@@ -100,9 +128,11 @@ class Batcher:
         self._run_fn = run_fn
         self._name = name
         self._options = options
+        self._limit = options.execution_batch_limit
         self._queue = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._idle_threads = 0  # batch threads waiting for work: who needs a wake-up
         self._threads = [threading.Thread(target=self._work, name=f"batch-{name}-{i}",
                                           daemon=True)
                          for i in range(options.num_batch_threads)]
@@ -117,37 +147,82 @@ class Batcher:
             raise errors.invalid_argument(
                 f"Task size {size} is larger than maximum input batch size "
                 f"{options.max_batch_size}")
-        with self._cond:
-            closed = self._closed
-        if closed:
-            # Unloaded after the caller took this version: run it alone, as the
-            # version stays usable for requests already holding it.
-            return self._run_fn(inputs)
         task = _Task(inputs, size)
         with self._cond:
-            open_batch = self._queue[-1] if self._queue else None
-            if open_batch is None or open_batch.closed or \
-                    open_batch.size + size > options.max_batch_size:
-                if open_batch is not None:
-                    open_batch.closed = True
-                if len(self._queue) >= options.max_enqueued_batches:
-                    raise errors.unavailable(
-                        "The batch scheduling queue to which this task was submitted is full")
-                open_batch = _Batch()
-                self._queue.append(open_batch)
-            open_batch.tasks.append(task)
-            open_batch.size += size
-            if open_batch.size >= options.max_batch_size:
-                open_batch.closed = True
-            self._cond.notify_all()
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not task.done.wait(timeout):
+            if self._closed:
+                # Unloaded after the caller took this version: run it alone, as the
+                # version stays usable for requests already holding it.
+                closed = True
+            else:
+                closed = False
+                if options.enable_large_batch_splitting:
+                    self._enqueue_split(task)
+                else:
+                    self._enqueue_whole(task)
+                if self._idle_threads:
+                    self._cond.notify()
+        if closed:
+            return self._run_fn(inputs)
+        timeout = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not task.done.acquire(timeout=timeout):
             from serving.servable import DEADLINE_MESSAGE
 
             raise errors.deadline_exceeded(DEADLINE_MESSAGE)
         if task.error is not None:
             raise task.error
         return task.result
+
+    def _open_batch(self):
+        """The batch new rows join, or a new one; the caller holds the condition."""
+        tail = self._queue[-1] if self._queue else None
+        if tail is not None and not tail.closed:
+            return tail
+        tail = _Batch()
+        self._queue.append(tail)
+        return tail
+
+    def _enqueue_whole(self, task):
+        tail = self._queue[-1] if self._queue else None
+        if tail is not None and not tail.closed and tail.size + task.size > self._limit:
+            tail.closed = True
+        if (tail is None or tail.closed) and \
+                len(self._queue) >= self._options.max_enqueued_batches:
+            raise errors.unavailable(
+                "The batch scheduling queue to which this task was submitted is full")
+        self._add_piece(self._open_batch(), task, 0, task.size)
+
+    def _enqueue_split(self, task):
+        """TF Serving's large batch splitting: the task's first rows fill the open
+        batch, the rest go to new batches of up to max_execution_batch_size rows."""
+        tail = self._queue[-1] if self._queue else None
+        is_open = tail is not None and not tail.closed
+        open_rows = tail.size if is_open else 0
+        # As TF Serving counts it: room in the open batch plus the batches still allowed.
+        capacity = (self._options.max_enqueued_batches - len(self._queue)) * self._limit + (
+            self._limit - open_rows if is_open else 0)
+        if task.size > capacity:
+            raise errors.unavailable(
+                "The batch scheduling queue to which this task was submitted is full; task "
+                f"size is {task.size} but scheduling capacity is only {capacity} "
+                f"(num_enqueued_batches={len(self._queue)}, max_enqueued_batches="
+                f"{self._options.max_enqueued_batches}, open_batch_size={open_rows}, "
+                f"max_execution_batch_size={self._limit})")
+        if task.size == 0:  # nothing to split; it still gets its (empty) outputs
+            self._add_piece(self._open_batch(), task, 0, 0)
+            return
+        first = 0
+        while first < task.size:
+            batch = self._open_batch()
+            rows = min(task.size - first, self._limit - batch.size)
+            self._add_piece(batch, task, first, rows)
+            first += rows
+
+    def _add_piece(self, batch, task, first, rows):
+        batch.pieces.append((task, first, rows))
+        batch.size += rows
+        task.pending += 1
+        if batch.size >= self._limit:
+            batch.closed = True
 
     @staticmethod
     def _task_size(inputs) -> int:
@@ -181,11 +256,14 @@ class Batcher:
                     if batch.closed or self._closed or len(self._queue) > 1 \
                             or waited >= timeout:
                         return self._queue.popleft()
-                    self._cond.wait(timeout - waited)
+                    wait = timeout - waited
                 elif self._closed:
                     return None
                 else:
-                    self._cond.wait()
+                    wait = None
+                self._idle_threads += 1
+                self._cond.wait(wait)
+                self._idle_threads -= 1
 
     def _work(self):
         while True:
@@ -196,18 +274,18 @@ class Batcher:
                 self._process(batch)
             except Exception as e:  # never lose a batch thread; fail its tasks instead
                 error = e if isinstance(e, errors.ServingError) else errors.internal(str(e))
-                for task in batch.tasks:
-                    if not task.done.is_set():
-                        task.error = error
-                        task.done.set()
+                for task, _, _ in batch.pieces:
+                    self._fail(task, error)
 
     def _process(self, batch):
-        tasks = batch.tasks
-        names = list(tasks[0].inputs)
+        pieces = batch.pieces
         padded_size = self._padded_size(batch.size)
         merged = {}
-        for name in names:
-            merged[name] = self._concatenate([task.inputs[name] for task in tasks])
+        for name in pieces[0][0].inputs:
+            merged[name] = self._concatenate([
+                task.inputs[name] if rows == task.size
+                else task.inputs[name][first:first + rows]
+                for task, first, rows in pieces])
             if padded_size > batch.size:
                 # Pad up to an allowed batch size with copies of the first row.
                 filler = np.repeat(merged[name][:1], padded_size - batch.size, axis=0)
@@ -219,11 +297,33 @@ class Batcher:
                     "Batched output tensor's 0th dimension does not equal the sum of the 0th "
                     f"dimension sizes of the input tensors (output {alias})")
         start = 0
-        for task in tasks:
-            task.result = {alias: array[start:start + task.size]
-                           for alias, array in outputs.items()}
-            start += task.size
-            task.done.set()
+        for task, first, rows in pieces:
+            piece = {alias: array[start:start + rows] for alias, array in outputs.items()}
+            start += rows
+            if rows == task.size:  # the usual case: the whole task ran in this batch
+                task.result = piece
+                task.done.release()
+            else:
+                self._finish_piece(task, first, piece)
+
+    def _finish_piece(self, task, first, piece):
+        """Keeps a split task's piece; the last one in puts the rows back in order."""
+        with self._cond:
+            task.pieces[first] = piece
+            task.pending -= 1
+            if task.pending or task.error is not None:
+                return
+        parts = [task.pieces[key] for key in sorted(task.pieces)]
+        task.result = {alias: np.concatenate([part[alias] for part in parts])
+                       for alias in parts[0]}
+        task.done.release()
+
+    def _fail(self, task, error):
+        with self._cond:
+            if task.error is not None or task.result is not None:
+                return
+            task.error = error
+        task.done.release()
 
     def _padded_size(self, size: int) -> int:
         for allowed in self._options.allowed_batch_sizes:

@@ -62,11 +62,18 @@ def _set_model_spec(model_spec, name, version, signature_name=None):
         model_spec.signature_name = signature_name or DEFAULT_SIGNATURE
 
 
+_NO_DEADLINE_SECONDS = 365 * 24 * 3600  # longer than any real deadline
+
+
 def _deadline(context):
     """The client's gRPC deadline as a time.monotonic() value (None: no deadline),
     the form Servable takes; TF Serving likewise turns it into the session's timeout."""
     remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
+    # A call without grpc-timeout reports a practically infinite time remaining, which
+    # no wait can take ("timestamp too large to convert to C _PyTime_t").
+    if remaining is None or remaining > _NO_DEADLINE_SECONDS:
+        return None
+    return time.monotonic() + remaining
 
 
 def _serialized_examples(input_proto) -> list:

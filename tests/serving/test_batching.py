@@ -118,3 +118,58 @@ def test_unloaded_versions_stop_their_batch_threads(saved_models, module_tmp):
                  timeout=20, message="batch threads of unloaded versions to end")
     finally:
         server.stop()
+
+
+SPLITTING = """
+max_batch_size { value: 8 }
+max_execution_batch_size { value: 2 }
+enable_large_batch_splitting { value: %s }
+batch_timeout_micros { value: 0 }
+num_batch_threads { value: 1 }
+"""
+
+
+def splitting_server(saved_models, module_tmp, enabled: bool):
+    base = make_model_base(module_tmp / f"split_{enabled}", {1: saved_models["multi_io"]})
+    parameters = module_tmp / f"splitting_{enabled}.config"
+    parameters.write_text(SPLITTING % ("true" if enabled else "false"))
+    return start_server("--model_name=multi_io", f"--model_base_path={base}",
+                        "--enable_batching", f"--batching_parameters_file={parameters}",
+                        tmp_dir=module_tmp)
+
+
+def test_large_batch_splitting_runs_a_request_in_pieces_and_keeps_its_rows_in_order(
+        saved_models, module_tmp):
+    server = splitting_server(saved_models, module_tmp, enabled=True)
+    try:
+        rows = [[float(i), 10.0 * i] for i in range(7)]
+        outputs = batch_info(server, rows)
+        # 7 rows, at most max_execution_batch_size = 2 per run of the graph.
+        assert outputs["batch_size"] == [2, 2, 2, 2, 2, 2, 1]
+        # The same answers, in the same order, as the graph gives the rows in one run.
+        assert outputs["total"] == [11.0 * i for i in range(7)]
+        assert outputs["width"] == [2] * 7
+        # max_batch_size still bounds one request, as TF Serving's input_batch_size_limit.
+        status, body, _, _ = server.post(BATCH_INFO, {
+            "signature_name": "batch_info", "inputs": {"tokens": [[1.0]] * 9}})
+        assert (status, body) == (400, {
+            "error": "Task size 9 is larger than maximum input batch size 8"})
+        # Concurrent split requests share batches but each gets back only its own rows.
+        requests = [[[float(i)]] * (i + 1) for i in range(5)]
+        with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
+            results = list(pool.map(lambda r: batch_info(server, r), requests))
+        assert [r["total"] for r in results] == [[float(i)] * (i + 1) for i in range(5)]
+        assert max(max(r["batch_size"]) for r in results) <= 2
+    finally:
+        server.stop()
+
+
+def test_without_splitting_max_execution_batch_size_is_ignored(saved_models, module_tmp):
+    server = splitting_server(saved_models, module_tmp, enabled=False)
+    try:
+        outputs = batch_info(server, [[float(i)] for i in range(7)])
+        assert outputs["batch_size"] == [7] * 7
+        assert outputs["total"] == [float(i) for i in range(7)]
+    finally:
+        server.stop()
+

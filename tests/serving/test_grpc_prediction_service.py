@@ -99,6 +99,18 @@ def test_predict_like_tf_serving_example_clients(stub):
     assert response.model_spec.signature_name == "serving_default"
 
 
+def test_calls_without_a_deadline_are_answered(stub):
+    # grpc's Python server reports "no deadline" as a practically infinite time left;
+    # it must not turn into a wait no clock can take (an INTERNAL error once).
+    response = stub.Predict(predict_request(x=np.array([2.0], dtype=np.float32)))
+    assert list(response.outputs["y"].float_val) == [3.0]
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "half_plus_two"
+    request.model_spec.signature_name = "regress_x_to_y"
+    request.input.example_list.examples.add().CopyFrom(example(x=2.0))
+    assert [r.value for r in stub.Regress(request).result.regressions] == [3.0]
+
+
 def test_predict_batch_with_make_tensor_proto(stub):
     response = stub.Predict(predict_request(x=np.array([1.0, 2.0, 5.0], np.float32)),
                             timeout=30)
