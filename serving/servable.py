@@ -80,6 +80,7 @@ class Servable:
         self._signature_defs = dict(serve_meta_graph(saved_model).signature_def)
         self._runner = load_runner(path, saved_model, [SERVE_TAG], self._signature_defs)
         self._input_dtypes = {}  # (signature, alias) -> DataType the graph takes
+        self._input_plans = {}  # signature -> _input_plan()
         # One batcher per signature: TF Serving batches per distinct signature too.
         self._batchers = {}
         self._batcher_factory = batcher_factory
@@ -294,30 +295,44 @@ class Servable:
         may say otherwise (half_plus_three's regress declares DT_FLOAT for its string
         tf_example input, and TF Serving runs it).
         """
-        tf = tensorflow()
         arrays = {}
-        for index, alias in enumerate(sorted(signature.inputs)):
-            dtype_enum = self._input_dtype(signature_name, alias, signature.inputs[alias])
+        for index, alias, dtype_enum, want in self._input_plan(signature_name, signature):
             value = np.asarray(inputs[alias])
-            want = tf.dtypes.as_dtype(dtype_enum)
             is_text = value.dtype.kind in ("O", "S", "U")
-            if want == tf.string:
+            if want is object:
                 if not is_text and value.size:
                     raise errors.invalid_argument(
                         f"Expects arg[{index}] to be string but "
                         f"{_numpy_dtype_name(value)} is provided")
-                value = value.astype(object)
+                if value.dtype != object:
+                    value = value.astype(object)
             elif is_text and value.size:
                 raise errors.invalid_argument(
                     f"Expects arg[{index}] to be {dtype_name(dtype_enum)} but string is provided")
-            elif value.dtype != want.as_numpy_dtype:
+            elif value.dtype != want:
                 if value.size:
                     raise errors.invalid_argument(
                         f"Expects arg[{index}] to be {dtype_name(dtype_enum)} but "
                         f"{_numpy_dtype_name(value)} is provided")
-                value = value.astype(want.as_numpy_dtype)  # an empty list has no type yet
+                value = value.astype(want)  # an empty list has no type yet
             arrays[alias] = value
         return arrays
+
+    def _input_plan(self, signature_name, signature):
+        """[(position, alias, DataType, numpy dtype or object for strings)] of a signature's
+        inputs, worked out once: reading the SignatureDef's map and TF's dtype objects on
+        every request cost as much as decoding a gRPC request's tensors."""
+        plan = self._input_plans.get(signature_name)
+        if plan is None:
+            tf = tensorflow()
+            plan = []
+            for index, alias in enumerate(sorted(signature.inputs)):
+                dtype_enum = self._input_dtype(signature_name, alias, signature.inputs[alias])
+                want = tf.dtypes.as_dtype(dtype_enum)
+                plan.append((index, alias, dtype_enum,
+                             object if want == tf.string else np.dtype(want.as_numpy_dtype)))
+            self._input_plans[signature_name] = plan
+        return plan
 
     def _input_dtype(self, signature_name, alias, tensor_info) -> int:
         key = (signature_name, alias)

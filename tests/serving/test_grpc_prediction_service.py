@@ -134,6 +134,22 @@ def test_predict_named_inputs_strings_and_ints(stub):
     assert list(response.outputs["text_upper"].string_val) == [b"HELLO", "çA".encode()]
 
 
+def test_inputs_are_checked_and_decoded_on_every_call_not_only_the_first(stub):
+    # The server works out a signature's input dtypes once; a later request must still be
+    # checked against them, and bytes with trailing NULs must come back whole.
+    good = predict_request("multi_io", a=np.array([1.0], np.float32), b=np.array([4], np.int64),
+                           text=np.array([b"x"], object),
+                           image_bytes=np.array([b"png\x00\x00"], object))
+    for _ in range(2):
+        response = stub.Predict(good, timeout=30)
+        assert list(response.outputs["echo_bytes"].string_val) == [b"png\x00\x00"]
+    wrong = predict_request("multi_io", a=np.array([1.0], np.float32),
+                            b=np.array([4.0], np.float32), text=np.array([b"x"], object),
+                            image_bytes=np.array([b"y"], object))
+    assert rpc_error(stub.Predict, wrong) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "Expects arg[1] to be int64 but float is provided")
+
+
 def test_predict_rank_two_signature(stub):
     request = predict_request("multi_io", "matrix", m=np.arange(6, dtype=np.float32).reshape(2, 3))
     response = stub.Predict(request, timeout=30)
