@@ -79,7 +79,6 @@ class Servable:
         saved_model = read_saved_model(path)
         self._signature_defs = dict(serve_meta_graph(saved_model).signature_def)
         self._runner = load_runner(path, saved_model, [SERVE_TAG], self._signature_defs)
-        self._input_dtypes = {}  # (signature, alias) -> DataType the graph takes
         self._input_plans = {}  # signature -> _input_plan()
         # One batcher per signature: TF Serving batches per distinct signature too.
         self._batchers = {}
@@ -327,20 +326,14 @@ class Servable:
             tf = tensorflow()
             plan = []
             for index, alias in enumerate(sorted(signature.inputs)):
-                dtype_enum = self._input_dtype(signature_name, alias, signature.inputs[alias])
+                # The dtype the graph's tensor takes; the SignatureDef's if it has none.
+                dtype_enum = (self._runner.input_dtype(signature_name, alias)
+                              or signature.inputs[alias].dtype)
                 want = tf.dtypes.as_dtype(dtype_enum)
                 plan.append((index, alias, dtype_enum,
                              object if want == tf.string else np.dtype(want.as_numpy_dtype)))
             self._input_plans[signature_name] = plan
         return plan
-
-    def _input_dtype(self, signature_name, alias, tensor_info) -> int:
-        key = (signature_name, alias)
-        dtype_enum = self._input_dtypes.get(key)
-        if dtype_enum is None:
-            dtype_enum = self._runner.input_dtype(signature_name, alias) or tensor_info.dtype
-            self._input_dtypes[key] = dtype_enum
-        return dtype_enum
 
     def run_signature(self, signature_name, arrays):
         """Runs the signature once on checked arrays; TF errors become TF Serving's codes."""
