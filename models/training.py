@@ -7,7 +7,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
-from models import features, model, signatures
+from models import autograph_rules, features, model, signatures
+
+autograph_rules.skip_keras_2()
 
 DEFAULT_HYPERPARAMETERS = {"hidden_units": [32, 16], "learning_rate": 0.005,
                            "batch_size": 64}
