@@ -20,12 +20,18 @@ def hyperparameters(custom_config) -> dict:
 
 
 def make_dataset(file_pattern, data_accessor, tf_transform_output, batch_size):
-    """Batches of (transformed features, label), repeated for step-based training."""
-    return data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size,
-                                       label_key=features.TRANSFORMED_LABEL_KEY),
-        tf_transform_output.transformed_metadata.schema).repeat()
+    """Batches of (transformed features, label), repeated for step-based training:
+    raw examples through the Transform graph, as the serving signatures apply it."""
+    raw = data_accessor.tf_dataset_factory(
+        file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size),
+        tf_transform_output.raw_metadata.schema)
+    transform_layer = tf_transform_output.transform_features_layer()
+
+    def transformed_with_label(raw_features):
+        transformed = transform_layer(raw_features)
+        return transformed, transformed.pop(features.TRANSFORMED_LABEL_KEY)
+
+    return raw.map(transformed_with_label, num_parallel_calls=tf.data.AUTOTUNE).repeat()
 
 
 def run_fn(fn_args):
