@@ -28,14 +28,14 @@ RUN_FN = "models.training.run_fn"
 MODEL_CODE_DIR = PROJECT_ROOT / "models"
 
 # Beam's local runner: one in-memory worker is fastest on data of this size.
+LOCAL_RUNNER_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 # --setup_file names this project as the package Beam workers need. The local
 # runner ignores it, but without it TFX copies its own installation and builds
 # an sdist of it before every Beam component (2.7 s each, 49 MB left in /tmp).
 # cloudpickle: dill, Beam's default, resets a logger's level on every (un)pickling,
 # which clears the cache of each of TensorFlow's ~1,000 loggers (10 s a run).
-BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1",
-                      f"--setup_file={PROJECT_ROOT / 'setup.py'}",
-                      "--pickle_library=cloudpickle"]
+BEAM_PIPELINE_ARGS = LOCAL_RUNNER_ARGS + [f"--setup_file={PROJECT_ROOT / 'setup.py'}",
+                                          "--pickle_library=cloudpickle"]
 
 
 @dataclasses.dataclass

@@ -7,9 +7,16 @@ rolling window of spans -> Evaluator against the serving model -> Pusher,
 only if blessed.
 """
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
-from tfx.components import FileBasedExampleGen
+# TFX's own modules, not `from tfx import v1`: tfx.v1 also imports its Google
+# Cloud extensions (Vertex AI's client library), 4 s of every run's start-up.
+from tfx.components import (Evaluator, ExampleValidator, FileBasedExampleGen, Pusher,
+                            SchemaGen, StatisticsGen, Trainer, Transform)
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.experimental.conditionals.conditional import Cond
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
+from tfx.types import Channel, standard_artifacts
 
 from models import features, signatures
 from pipeline import config as pipeline_config
@@ -64,17 +71,17 @@ def example_gen(cfg: pipeline_config.PipelineConfig, span: int):
     """CsvExampleGen over `span-{SPAN}` for one span. The trigger names the span
     (not "latest on disk"), so a watcher can take new spans oldest first and a
     span that is still being written is never read."""
-    range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
+    range_config = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
         start_span_number=span, end_span_number=span))
     # CsvExampleGen takes no custom executor; FileBasedExampleGen, which it extends,
     # does. The id keeps the node name the store, runner and lineage tool know.
     return FileBasedExampleGen(
         input_base=str(cfg.data_dir),
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
+        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
             name="single_split", pattern=pipeline_config.INPUT_PATTERN)]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name="train", hash_buckets=cfg.train_buckets),
-            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=cfg.eval_buckets)])),
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=cfg.train_buckets),
+            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=cfg.eval_buckets)])),
         range_config=range_config,
         # Checks every CSV file first, so a malformed one fails with its name and row.
         custom_executor_spec=executor_spec.BeamExecutorSpec(CsvIngestionExecutor),
@@ -85,10 +92,10 @@ def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int):
     """ExampleGen, statistics and validation of one span against the curated
     schema; the gate fails the run if the span has anomalies."""
     new_span = example_gen(cfg, span)
-    statistics = tfx.components.StatisticsGen(examples=new_span.outputs["examples"])
+    statistics = StatisticsGen(examples=new_span.outputs["examples"])
     # The node keeps ImportSchemaGen's id; its cache key also covers the content.
     curated_schema = CuratedSchemaGen(schema_file=str(cfg.schema_file)).with_id("ImportSchemaGen")
-    validation = tfx.components.ExampleValidator(
+    validation = ExampleValidator(
         statistics=statistics.outputs["statistics"],
         schema=curated_schema.outputs["schema"])
     gate = ValidationGate(anomalies=validation.outputs["anomalies"],
@@ -103,15 +110,15 @@ def span_checks(cfg: pipeline_config.PipelineConfig, new_span, statistics, curat
     `train_when` policy whether the span trains a new model."""
     # Plain Channels over every run, by the default ids of the Pusher, Evaluator
     # and Transform in create_pipeline.
-    served = tfx.dsl.Resolver(
+    served = Resolver(
         strategy_class=ServedModelStrategy,
         examples=new_span.outputs["examples"],
-        pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel,
+        pushed_model=Channel(type=standard_artifacts.PushedModel,
                                      producer_component_id="Pusher",
                                      output_key="pushed_model"),
-        evaluation=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelEvaluation,
+        evaluation=Channel(type=standard_artifacts.ModelEvaluation,
                                    producer_component_id="Evaluator", output_key="evaluation"),
-        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+        statistics=Channel(type=standard_artifacts.ExampleStatistics,
                                    producer_component_id="Transform",
                                    output_key="pre_transform_stats"),
     ).with_id("served_model_resolver")
@@ -145,14 +152,14 @@ def span_checks(cfg: pipeline_config.PipelineConfig, new_span, statistics, curat
 
 def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
                     train_when: str = "always", metadata_connection_config=None,
-                    beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS) -> tfx.dsl.Pipeline:
+                    beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS) -> Pipeline:
     """The whole pipeline for one new span. The metadata connection and Beam
     arguments are parameters, so other runners can share this DAG."""
     code_version = pipeline_config.model_code_version()
 
     new_span, statistics, curated_schema, validation, gate = validated_ingestion(cfg, span)
     # SchemaGen infers a schema for people to compare; the curated one rules.
-    inferred_schema = tfx.components.SchemaGen(
+    inferred_schema = SchemaGen(
         statistics=statistics.outputs["statistics"], infer_feature_shape=True)
 
     served, decay, drift, decision = span_checks(cfg, new_span, statistics, curated_schema,
@@ -161,23 +168,23 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
     # Nodes inside are skipped (and the run succeeds) when the policy says no.
     # TFX makes the decision an input of each of them, hence part of their cache
     # key: a rerun with nothing new keeps it, as it resolves the same served model.
-    with tfx.dsl.Cond(decision.outputs["decision"].future()[0]
+    with Cond(decision.outputs["decision"].future()[0]
                       .custom_property("retrain") == 1):
         # A component's output channel gives only this run's artifacts; a plain
         # Channel into a Resolver queries every run of the pipeline in ML Metadata.
-        window = tfx.dsl.Resolver(
+        window = Resolver(
             strategy_class=ValidatedSpansStrategy,
             config={"num_spans": cfg.training_window_spans},
-            examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+            examples=Channel(type=standard_artifacts.Examples,
                                      producer_component_id=new_span.id, output_key="examples"),
         ).with_id("training_window_resolver")
         window.add_upstream_node(gate)  # this run's span counts once it passed
-        analyzer_cache = tfx.dsl.Resolver(
+        analyzer_cache = Resolver(
             strategy_class=CacheBeforeNewestSpanStrategy,
             examples=new_span.outputs["examples"],
-            cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
+            cache=Channel(type=standard_artifacts.TransformCache),
         ).with_id("transform_cache_resolver")
-        transform = tfx.components.Transform(
+        transform = Transform(
             examples=window.outputs["examples"],
             schema=curated_schema.outputs["schema"],
             analyzer_cache=analyzer_cache.outputs["cache"],
@@ -189,24 +196,24 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
             custom_config={"code_version": code_version})
         transform.add_upstream_node(gate)  # no Transform, hence no model, from bad data
 
-        trainer = tfx.components.Trainer(
+        trainer = Trainer(
             examples=window.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=curated_schema.outputs["schema"],
             run_fn=pipeline_config.RUN_FN,
-            train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps),
-            eval_args=tfx.proto.EvalArgs(num_steps=cfg.eval_steps),
+            train_args=trainer_pb2.TrainArgs(num_steps=cfg.train_steps),
+            eval_args=trainer_pb2.EvalArgs(num_steps=cfg.eval_steps),
             custom_config={"hyperparameters": cfg.hyperparameters,
                            "code_version": code_version})
 
-        baseline = tfx.dsl.Resolver(
+        baseline = Resolver(
             strategy_class=BlessedBeforeCandidateStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+            model=Channel(type=standard_artifacts.Model,
                                   producer_component_id=trainer.id, output_key="model"),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
         ).with_id("baseline_model_resolver")
         baseline.add_upstream_node(trainer)  # the candidate must exist to be excluded
-        evaluator = tfx.components.Evaluator(
+        evaluator = Evaluator(
             # The eval splits of the whole window, newest span included: a few
             # dozen trips of one quarter would make the bars a coin toss.
             examples=window.outputs["examples"],
@@ -214,15 +221,15 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
             baseline_model=baseline.outputs["model"],
             eval_config=eval_config(cfg))
 
-        pusher = tfx.components.Pusher(
+        pusher = Pusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(
+            push_destination=pusher_pb2.PushDestination(
+                filesystem=pusher_pb2.PushDestination.Filesystem(
                     base_directory=str(cfg.serving_model_dir))),
             custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor))
 
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=pipeline_config.PIPELINE_NAME,
         pipeline_root=str(cfg.pipeline_root),
         metadata_connection_config=metadata_connection_config or cfg.metadata_connection,
@@ -236,11 +243,11 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
 def ingestion_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
                        metadata_connection_config=None,
                        beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS
-                       ) -> tfx.dsl.Pipeline:
+                       ) -> Pipeline:
     """Ingests and validates one older span: fills the training window on a new
     store. Same pipeline name and node ids, so its Examples join the same channel,
     and a bad old span stops the run just as a bad new one does."""
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=pipeline_config.PIPELINE_NAME,
         pipeline_root=str(cfg.pipeline_root),
         metadata_connection_config=metadata_connection_config or cfg.metadata_connection,

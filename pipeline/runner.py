@@ -40,11 +40,11 @@ def start_run(tfx_pipeline, connection_config, trigger: Trigger):
 def execute(tfx_pipeline, connection_config, trigger: Trigger) -> str:
     """Runs the pipeline to the end; returns the run id. TFX's errors propagate
     with the run id attached as `error.run_id`."""
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     run_id, ir = start_run(tfx_pipeline, connection_config, trigger)
     try:
-        tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+        LocalDagRunner().run_with_ir(ir)
     except BaseException as error:
         error.run_id = run_id
         raise

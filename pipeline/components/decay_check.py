@@ -8,7 +8,11 @@ import os
 import numpy as np
 import tensorflow as tf
 from sklearn import metrics
-from tfx import v1 as tfx
+# Not `from tfx import v1`: see pipeline/pipeline.py.
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+from tfx.types.artifact import Artifact
 
 from models import features, signatures
 from metadata.artifacts import span_of
@@ -20,7 +24,7 @@ TRANSFORM_SIGNATURE = "transform_features"  # gives the label, as for the Evalua
 BATCH_SIZE = 1024
 
 
-class ServedModelPerformance(tfx.dsl.Artifact):
+class ServedModelPerformance(Artifact):
     """The served model's metrics on one span; all values are custom properties."""
     TYPE_NAME = "ServedModelPerformance"
 
@@ -78,17 +82,17 @@ def describe(measured: dict, push_time: dict) -> str:
     return text
 
 
-@tfx.dsl.components.component
+@component
 def DecayCheck(
-        examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
-        performance: tfx.dsl.components.OutputArtifact[ServedModelPerformance],
-        min_auc: tfx.dsl.components.Parameter[float],
-        min_accuracy: tfx.dsl.components.Parameter[float],
-        max_auc_drop: tfx.dsl.components.Parameter[float],
-        pushed_model: tfx.dsl.components.InputArtifact[
-            tfx.types.standard_artifacts.PushedModel] = None,
-        push_evaluation: tfx.dsl.components.InputArtifact[
-            tfx.types.standard_artifacts.ModelEvaluation] = None):
+        examples: InputArtifact[standard_artifacts.Examples],
+        performance: OutputArtifact[ServedModelPerformance],
+        min_auc: Parameter[float],
+        min_accuracy: Parameter[float],
+        max_auc_drop: Parameter[float],
+        pushed_model: InputArtifact[
+            standard_artifacts.PushedModel] = None,
+        push_evaluation: InputArtifact[
+            standard_artifacts.ModelEvaluation] = None):
     span = span_of(examples.mlmd_artifact) or 0
     if pushed_model is None:
         record(performance, {"span": span, "model_version": "", "measured": 0,

@@ -6,7 +6,11 @@ import os
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import statistics_pb2
-from tfx import v1 as tfx
+# Not `from tfx import v1`: see pipeline/pipeline.py.
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+from tfx.types.artifact import Artifact
 from tfx.components.statistics_gen import stats_artifact_utils
 
 from metadata.artifacts import span_of
@@ -23,7 +27,7 @@ COMPARATOR_KINDS = {"infinity_norm": "L-infinity",
                     "jensen_shannon_divergence": "Jensen-Shannon"}
 
 
-class DataDrift(tfx.dsl.Artifact):
+class DataDrift(Artifact):
     """Per-feature distances of one span from the served model's training data."""
     TYPE_NAME = "DataDrift"
 
@@ -61,17 +65,17 @@ def distances(current, previous, schema) -> dict[str, float]:
             for measurement in info.drift_measurements}
 
 
-@tfx.dsl.components.component
+@component
 def DriftCheck(
-        examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
-        statistics: tfx.dsl.components.InputArtifact[
-            tfx.types.standard_artifacts.ExampleStatistics],
-        schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
-        drift: tfx.dsl.components.OutputArtifact[DataDrift],
-        pushed_model: tfx.dsl.components.InputArtifact[
-            tfx.types.standard_artifacts.PushedModel] = None,
-        training_statistics: tfx.dsl.components.InputArtifact[
-            tfx.types.standard_artifacts.ExampleStatistics] = None):
+        examples: InputArtifact[standard_artifacts.Examples],
+        statistics: InputArtifact[
+            standard_artifacts.ExampleStatistics],
+        schema: InputArtifact[standard_artifacts.Schema],
+        drift: OutputArtifact[DataDrift],
+        pushed_model: InputArtifact[
+            standard_artifacts.PushedModel] = None,
+        training_statistics: InputArtifact[
+            standard_artifacts.ExampleStatistics] = None):
     schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt"))
     compared = comparators(schema_proto)
     values = {"span": span_of(examples.mlmd_artifact) or 0,

@@ -2,7 +2,11 @@
 always, on decay of the served model, on drift of the data, or never. The
 pipeline runs Transform to Pusher only when this says retrain.
 """
-from tfx import v1 as tfx
+# Not `from tfx import v1`: see pipeline/pipeline.py.
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+from tfx.types.artifact import Artifact
 
 from pipeline.components.check_record import record
 from pipeline.components.decay_check import ServedModelPerformance
@@ -12,7 +16,7 @@ REPORT_FILE = "decision.json"
 POLICIES = ("always", "decay", "drift")
 
 
-class RetrainDecisionArtifact(tfx.dsl.Artifact):
+class RetrainDecisionArtifact(Artifact):
     """retrain (0/1) and reason, as custom properties."""
     TYPE_NAME = "RetrainDecision"
 
@@ -84,14 +88,14 @@ def decide(train_when: str, served_model, performance, drift) -> tuple[bool, str
     return False, "; ".join(kept)
 
 
-@tfx.dsl.components.component
+@component
 def RetrainDecision(
-        decision: tfx.dsl.components.OutputArtifact[RetrainDecisionArtifact],
-        train_when: tfx.dsl.components.Parameter[str] = "always",
-        served_model: tfx.dsl.components.InputArtifact[
-            tfx.types.standard_artifacts.PushedModel] = None,
-        performance: tfx.dsl.components.InputArtifact[ServedModelPerformance] = None,
-        drift: tfx.dsl.components.InputArtifact[DataDrift] = None):
+        decision: OutputArtifact[RetrainDecisionArtifact],
+        train_when: Parameter[str] = "always",
+        served_model: InputArtifact[
+            standard_artifacts.PushedModel] = None,
+        performance: InputArtifact[ServedModelPerformance] = None,
+        drift: InputArtifact[DataDrift] = None):
     retrain, reason = decide(train_when, served_model, performance, drift)
     record(decision, {"retrain": int(retrain), "reason": reason,
                       "train_when": train_when}, REPORT_FILE)

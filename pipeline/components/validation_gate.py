@@ -7,7 +7,10 @@ import os
 
 from tensorflow_data_validation.utils import anomalies_util
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
+# Not `from tfx import v1`: see pipeline/pipeline.py.
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputDict
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
 from tfx.types import artifact_utils
 
 
@@ -47,12 +50,12 @@ def describe_anomalies(anomalies_artifact) -> list[str]:
     return lines
 
 
-@tfx.dsl.components.component
+@component
 def ValidationGate(
-        anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+        anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
         # Read only for its span number, which the anomalies artifact does not carry.
-        examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
-) -> tfx.dsl.components.OutputDict(anomaly_count=int):
+        examples: InputArtifact[standard_artifacts.Examples],
+) -> OutputDict(anomaly_count=int):
     found = describe_anomalies(anomalies)
     if found:
         # TFX 1.16 keeps the span as a custom property; `examples.span` reads 0.
