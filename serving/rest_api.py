@@ -82,7 +82,10 @@ class RestApi:
         done = loop.create_future()
 
         def wake():  # on the batch thread
-            loop.call_soon_threadsafe(_resolve, done)
+            try:
+                loop.call_soon_threadsafe(_resolve, done)
+            except RuntimeError:  # the server stopped meanwhile: no one is waiting
+                pass
 
         task, aliases = servable.submit_predict(signature_name, inputs, wake)
         if task is None:  # unloaded meanwhile: run alone, as Servable.predict does
