@@ -13,7 +13,7 @@ work inside the handler can make gRPC as fast as REST. Rewrites the section
 "## Transport floor (no model)" of benchmarks/serving_results.md, keeping the rest.
 """
 import argparse
-import statistics
+import shlex
 import subprocess
 import sys
 import time
@@ -189,8 +189,8 @@ def run_floor(args):
 def report(args, results) -> list:
     lines = [
         SECTION, "",
-        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-        f"`python benchmarks/transport_floor.py {' '.join(sys.argv[1:])}`".rstrip(),
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `"
+        + shlex.join(["python", "benchmarks/transport_floor.py", *sys.argv[1:]]) + "`",
         "- Each server returns a fixed payload without running anything (grpcio: a generic "
         "handler with identity (de)serializers and a prebuilt serialized PredictResponse; "
         "uvicorn: a raw ASGI app and a fixed JSON body); same load generators and request "
