@@ -193,8 +193,9 @@ def report(args, results) -> list:
         + shlex.join(["python", "benchmarks/transport_floor.py", *sys.argv[1:]]) + "`",
         "- Each server returns a fixed payload without running anything (grpcio: a generic "
         "handler with identity (de)serializers and a prebuilt serialized PredictResponse; "
-        "uvicorn: a raw ASGI app and a fixed JSON body); same load generators and request "
-        f"shapes as the table above; median of {args.repetitions} runs of {args.seconds:g} s "
+        "uvicorn: a raw ASGI app and a fixed JSON body); the table's load generators; gRPC "
+        "sends a one-row PredictRequest of 14 inputs, REST a small JSON body; median of "
+        f"{args.repetitions} runs of {args.seconds:g} s "
         f"after {args.warmup_seconds:g} s of warm-up. Machine load: {bench._load_average()}.",
         "",
         "| transport | clients | p50 ms | p99 ms | requests/s | failed |",
