@@ -276,7 +276,8 @@ class RestServer:
         if monitoring_config is not None and monitoring_config.prometheus_config.enable:
             prometheus_path = (monitoring_config.prometheus_config.path
                                or metrics.DEFAULT_PROMETHEUS_PATH)
-        # At most --rest_api_num_threads requests run at once, like TF Serving's executor.
+        # At most --rest_api_num_threads requests run at once, like TF Serving's executor;
+        # batched predicts wait on the event loop instead, bounded by the batch queue.
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=num_threads if num_threads > 0 else 64, thread_name_prefix="rest")
         app = RestApp(RestApi(manager, timeout_in_ms), self.executor, enable_cors,
