@@ -97,18 +97,26 @@ class _Task:
     """One request. With large batch splitting its rows may run in several batches; it
     is done when every piece has its outputs."""
 
-    __slots__ = ("inputs", "size", "done", "pieces", "pending", "result", "error")
+    __slots__ = ("inputs", "size", "done", "on_done", "pieces", "pending", "result",
+                 "error")
 
-    def __init__(self, inputs, size):
+    def __init__(self, inputs, size, on_done=None):
         self.inputs = inputs
         self.size = size
         # A lock held until the outputs are in: cheaper to hand over than an Event.
         self.done = threading.Lock()
         self.done.acquire()
+        # Called on the batch thread once result or error is set (an event loop's waker).
+        self.on_done = on_done
         self.pieces = {}  # first row -> outputs of rows [first row, first row + piece size)
         self.pending = 0  # pieces not yet run; guarded by the Batcher's condition
         self.result = None
         self.error = None
+
+    def finish(self):
+        self.done.release()
+        if self.on_done is not None:
+            self.on_done()
 
 
 class _Batch:
@@ -141,27 +149,10 @@ class Batcher:
 
     # --- the caller's side ----------------------------------------------------------------
     def run(self, inputs: dict, deadline=None) -> dict:
-        size = self._task_size(inputs)
-        options = self._options
-        if size > options.max_batch_size:
-            raise errors.invalid_argument(
-                f"Task size {size} is larger than maximum input batch size "
-                f"{options.max_batch_size}")
-        task = _Task(inputs, size)
-        with self._cond:
-            if self._closed:
-                # Unloaded after the caller took this version: run it alone, as the
-                # version stays usable for requests already holding it.
-                closed = True
-            else:
-                closed = False
-                if options.enable_large_batch_splitting:
-                    self._enqueue_split(task)
-                else:
-                    self._enqueue_whole(task)
-                if self._idle_threads:
-                    self._cond.notify()
-        if closed:
+        task = self.submit(inputs)
+        if task is None:
+            # Unloaded after the caller took this version: run it alone, as the version
+            # stays usable for requests already holding it.
             return self._run_fn(inputs)
         timeout = -1 if deadline is None else max(0.0, deadline - time.monotonic())
         if not task.done.acquire(timeout=timeout):
@@ -171,6 +162,28 @@ class Batcher:
         if task.error is not None:
             raise task.error
         return task.result
+
+    def submit(self, inputs: dict, on_done=None):
+        """Queues one request without waiting: its _Task (result or error set, then
+        on_done() called, on a batch thread), or None once closed (the caller runs it
+        alone). Raises what TF Serving's scheduler refuses with."""
+        size = self._task_size(inputs)
+        options = self._options
+        if size > options.max_batch_size:
+            raise errors.invalid_argument(
+                f"Task size {size} is larger than maximum input batch size "
+                f"{options.max_batch_size}")
+        task = _Task(inputs, size, on_done)
+        with self._cond:
+            if self._closed:
+                return None
+            if options.enable_large_batch_splitting:
+                self._enqueue_split(task)
+            else:
+                self._enqueue_whole(task)
+            if self._idle_threads:
+                self._cond.notify()
+        return task
 
     def _open_batch(self):
         """The batch new rows join, or a new one; the caller holds the condition."""
@@ -302,7 +315,7 @@ class Batcher:
             start += rows
             if rows == task.size:  # the usual case: the whole task ran in this batch
                 task.result = piece
-                task.done.release()
+                task.finish()
             else:
                 self._finish_piece(task, first, piece)
 
@@ -316,14 +329,14 @@ class Batcher:
         parts = [task.pieces[key] for key in sorted(task.pieces)]
         task.result = {alias: np.concatenate([part[alias] for part in parts])
                        for alias in parts[0]}
-        task.done.release()
+        task.finish()
 
     def _fail(self, task, error):
         with self._cond:
             if task.error is not None or task.result is not None:
                 return
             task.error = error
-        task.done.release()
+        task.finish()
 
     def _padded_size(self, size: int) -> int:
         for allowed in self._options.allowed_batch_sizes:

@@ -3,6 +3,7 @@
 Paths are matched with TF Serving's own (case-insensitive) patterns; every failure becomes
 {"error": "..."} with the HTTP status TF Serving maps its status code to.
 """
+import asyncio
 import json
 import logging
 import re
@@ -25,6 +26,10 @@ CORS_HEADERS = [("Access-Control-Allow-Origin", "*"),
                 ("Access-Control-Allow-Methods", "POST, GET"),
                 ("Access-Control-Allow-Headers", "Content-Type")]
 DEADLINE_MESSAGE = "Timed out waiting for notification"
+# Predict bodies up to this size are decoded on the event loop (a one-row request is
+# ~1 KiB); larger ones on a pool thread, so one big body cannot stall other connections.
+LOOP_DECODE_MAX_BYTES = 16 * 1024
+_DEADLINED_APIS = ("predict", "classify", "regress")
 
 
 class RestApi:
@@ -34,32 +39,83 @@ class RestApi:
         self.manager = manager
         self.timeout_seconds = timeout_in_ms / 1000.0 if timeout_in_ms > 0 else None
 
-    def handle(self, method: str, path: str, body: bytes):
+    async def handle_async(self, method: str, path: str, body: bytes, executor):
+        """-> (HTTP status, JSON text), on an asyncio event loop, without blocking it.
+
+        The work runs on `executor`, except a small predict with batching on, which is
+        decoded here and waits for its batch without a thread (one thread hop fewer per
+        request; the GIL serializes the decoding anyway). The event loop keeps the REST
+        deadline (--rest_api_timeout_in_ms) itself, so the thread that runs the signature
+        need not hand it to another to be able to give up: a request past its deadline is
+        answered "Timed out" while its run finishes in the background, as before.
+        """
         started = time.monotonic()
         model_name, api = "", None
+        loop = asyncio.get_running_loop()
         try:
-            model_name, api, call = self._route(method, path, body, started)
-            output = call()
+            model_name, api, handler, args = self._route(method, path, body)
+            deadline = started + self.timeout_seconds \
+                if self.timeout_seconds and api in _DEADLINED_APIS else None
+            if api == "predict" and len(body) <= LOOP_DECODE_MAX_BYTES \
+                    and self._batching(*args[:3]):
+                output = await self._predict_on_loop(loop, executor, deadline, *args)
+            else:
+                output = await _within(loop.run_in_executor(executor, handler, *args),
+                                       deadline)
             status_name, http_status = "OK", 200
-        except errors.ServingError as e:
-            output = json_codec.encode_error(e.message)
-            status_name, http_status = e.code_name, e.http_status
-        except RecursionError:  # only a request nested past every other bound gets here
+        except Exception as e:
+            status_name, http_status, output = self._error(e, method, path)
+        self._observe(model_name, api, status_name, started)
+        return http_status, output
+
+    def _batching(self, name, version, label) -> bool:
+        try:
+            return self.manager.servable(name, version, label).batching
+        except errors.ServingError:
+            return False  # the pool path reports it, after the body's own errors
+
+    async def _predict_on_loop(self, loop, executor, deadline, name, version, label, body):
+        doc = json_codec.parse_json(body)
+        signature_name = json_codec.signature_name_of(doc)
+        servable = self.manager.servable(name, version, label)
+        inputs, request_format = self._decode_predict(doc, servable, signature_name)
+        done = loop.create_future()
+
+        def wake():  # on the batch thread
+            try:
+                loop.call_soon_threadsafe(_resolve, done)
+            except RuntimeError:  # the server stopped meanwhile: no one is waiting
+                pass
+
+        task, aliases = servable.submit_predict(signature_name, inputs, wake)
+        if task is None:  # unloaded meanwhile: run alone, as Servable.predict does
+            outputs = await _within(loop.run_in_executor(
+                executor, servable.predict, signature_name, inputs), deadline)
+        else:
+            await _within(done, deadline)
+            outputs = servable.predict_outputs(task, aliases)
+        return json_codec.encode_predict_response(outputs, request_format)
+
+    def _error(self, e, method, path):
+        """-> (status code name, HTTP status, JSON text) for an exception, as TF Serving."""
+        if isinstance(e, errors.ServingError):
+            return e.code_name, e.http_status, json_codec.encode_error(e.message)
+        if isinstance(e, RecursionError):  # only a request nested past every other bound
             error = errors.invalid_argument("JSON Value is nested too deeply")
-            output = json_codec.encode_error(error.message)
-            status_name, http_status = error.code_name, error.http_status
-        except Exception as e:  # a bug must not take the server down; report it as TF would
-            log.exception("Unexpected error serving %s %s", method, path)
-            output = json_codec.encode_error(f"Internal error: {type(e).__name__}: {e}")
-            status_name, http_status = "INTERNAL", 500
+            return error.code_name, error.http_status, json_codec.encode_error(error.message)
+        # A bug must not take the server down; report it as TF would.
+        log.error("Unexpected error serving %s %s", method, path, exc_info=e)
+        return "INTERNAL", 500, json_codec.encode_error(
+            f"Internal error: {type(e).__name__}: {e}")
+
+    def _observe(self, model_name, api, status_name, started):
         if api is not None and model_name:
             metrics.observe_request(metrics.model_label(model_name, self.manager.model_names()),
                                     api, status_name, time.monotonic() - started,
                                     entrypoint="REST")
-        return http_status, output
 
-    def _route(self, method, path, body, started):
-        """-> (model name, api, call producing the JSON text); raises for bad paths."""
+    def _route(self, method, path, body):
+        """-> (model name, api, handler, its arguments); raises for bad paths."""
         malformed = errors.invalid_argument(f"Malformed request: {method} {path}")
         if method == "POST":
             match = PREDICTION_PATH.fullmatch(path)
@@ -68,10 +124,9 @@ class RestApi:
             name, version, label, api = match.groups()
             name, version, label = _decode_model_info(name, version, label)
             api = api.lower()
-            deadline = started + self.timeout_seconds if self.timeout_seconds else None
             handler = {"predict": self._predict, "classify": self._classify,
                        "regress": self._regress}[api]
-            return name, api, lambda: handler(name, version, label, body, deadline)
+            return name, api, handler, (name, version, label, body)
         if method == "GET":
             match = MODEL_STATUS_PATH.fullmatch(path)
             if not match:
@@ -81,23 +136,27 @@ class RestApi:
             if not name:
                 raise errors.invalid_argument("Missing model name in request.")
             if subresource:
-                return name, "metadata", lambda: self._metadata(name, version, label)
-            return name, "status", lambda: self._status(name, version, label)
+                return name, "metadata", self._metadata, (name, version, label)
+            return name, "status", self._status, (name, version, label)
         raise malformed
 
     # --- APIs -----------------------------------------------------------------------------
-    def _predict(self, name, version, label, body, deadline):
+    def _predict(self, name, version, label, body):
         doc = json_codec.parse_json(body)
         signature_name = json_codec.signature_name_of(doc)
         servable = self.manager.servable(name, version, label)
+        inputs, request_format = self._decode_predict(doc, servable, signature_name)
+        outputs = servable.predict(signature_name, inputs)
+        return json_codec.encode_predict_response(outputs, request_format)
+
+    @staticmethod
+    def _decode_predict(doc, servable, signature_name):
         tensor_infos = servable.signature_inputs(signature_name)
         try:
-            inputs, request_format = json_codec.decode_predict_request(doc, tensor_infos)
+            return json_codec.decode_predict_request(doc, tensor_infos)
         except errors.ServingError as error:
             raise servable.with_signature_hint(error, signature_name,
                                                _named_inputs(doc)) from None
-        outputs = servable.predict(signature_name, inputs, deadline=deadline)
-        return json_codec.encode_predict_response(outputs, request_format)
 
     def _examples_request(self, name, version, label, body):
         """Classify and regress read the same body: (servable, signature, examples)."""
@@ -106,14 +165,14 @@ class RestApi:
         examples = json_codec.decode_examples_request(doc)
         return self.manager.servable(name, version, label), signature_name, examples
 
-    def _classify(self, name, version, label, body, deadline):
+    def _classify(self, name, version, label, body):
         servable, signature_name, examples = self._examples_request(name, version, label, body)
-        classes, scores = servable.classify(signature_name, examples, deadline=deadline)
+        classes, scores = servable.classify(signature_name, examples)
         return json_codec.encode_classify_response(classes, scores)
 
-    def _regress(self, name, version, label, body, deadline):
+    def _regress(self, name, version, label, body):
         servable, signature_name, examples = self._examples_request(name, version, label, body)
-        values = servable.regress(signature_name, examples, deadline=deadline)
+        values = servable.regress(signature_name, examples)
         return json_codec.encode_regress_response(values)
 
     def _status(self, name, version, label):
@@ -143,6 +202,33 @@ class RestApi:
         # Same layout as TF Serving, which glues two protobuf JSON strings together.
         return ('{\n"model_spec":' + json.dumps(model_spec, indent=1) + ",\n"
                 '"metadata": {"signature_def": ' + signature_json + "}\n}\n")
+
+
+async def _within(future, deadline):
+    """Awaits an asyncio future until `deadline` (time.monotonic(); None: no limit), then
+    gives up with TF's session timeout; cancelling a pool job not yet started drops it."""
+    if deadline is None:
+        return await future
+    expired = []
+
+    def expire():
+        expired.append(True)
+        future.cancel()
+
+    timer = asyncio.get_running_loop().call_later(deadline - time.monotonic(), expire)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        if not expired:  # the caller itself was cancelled, not by the deadline
+            raise
+        raise errors.deadline_exceeded(DEADLINE_MESSAGE) from None
+    finally:
+        timer.cancel()
+
+
+def _resolve(future):
+    if not future.done():  # a request past its deadline is no longer waited for
+        future.set_result(None)
 
 
 def _named_inputs(doc) -> list:

@@ -1,12 +1,12 @@
 """The HTTP/1.1 transport of the REST API: uvicorn's httptools protocol on a uvloop event loop.
 
 Chosen over aiohttp's low-level server and the stdlib http.server on measurements (see the
-commit that introduced it). The event loop only frames requests; RestApi.handle, which runs
-TensorFlow, runs on a pool of --rest_api_num_threads threads, as TF Serving's HTTP executor.
+commit that introduced it). The event loop frames requests and keeps their deadlines;
+RestApi.handle_async runs TensorFlow on a pool of --rest_api_num_threads threads, as TF
+Serving's HTTP executor (or, batching on, on the batch threads).
 Every answer this layer makes itself (malformed framing, a body over the limit, a request
 that never finishes) is TF Serving's {"error": ...} JSON, and such a connection is closed.
 """
-import asyncio
 import concurrent.futures
 import logging
 import socket
@@ -52,7 +52,7 @@ def _content_length(headers):
 
 
 class RestApp:
-    """The raw ASGI application: body limits, CORS, the metrics path, then RestApi.handle."""
+    """The raw ASGI application: body limits, CORS, the metrics path, then RestApi."""
 
     def __init__(self, api: RestApi, executor, enable_cors: bool, prometheus_path,
                  max_body_bytes: int):
@@ -91,11 +91,9 @@ class RestApp:
             # TF Serving's HTTP server has no handler for other paths: a bare 404.
             await self._send(send, 404, b"", content_type=None)
             return
-        # On the pool, not inline: a slow signature must not stall every other connection,
-        # and --enable_batching needs requests to arrive together.
-        loop = asyncio.get_running_loop()
-        status, output = await loop.run_in_executor(self.executor, self.api.handle, method,
-                                                    path, body)
+        # Signatures run on the pool or the batch threads, never here: a slow one must not
+        # stall every other connection, and --enable_batching needs requests together.
+        status, output = await self.api.handle_async(method, path, body, self.executor)
         await self._send(send, status, to_utf8(output), cors=self.enable_cors)
 
     async def _read_body(self, receive):
@@ -278,7 +276,8 @@ class RestServer:
         if monitoring_config is not None and monitoring_config.prometheus_config.enable:
             prometheus_path = (monitoring_config.prometheus_config.path
                                or metrics.DEFAULT_PROMETHEUS_PATH)
-        # At most --rest_api_num_threads requests run at once, like TF Serving's executor.
+        # At most --rest_api_num_threads requests run at once, like TF Serving's executor;
+        # batched predicts wait on the event loop instead, bounded by the batch queue.
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=num_threads if num_threads > 0 else 64, thread_name_prefix="rest")
         app = RestApp(RestApi(manager, timeout_in_ms), self.executor, enable_cors,

@@ -4,6 +4,7 @@ Checks and messages follow TF Serving's predict_util.cc, classifier.cc and regre
 REST and gRPC callers see the same errors. Batching, when on, sits under `_run`.
 """
 import os
+import time
 import threading
 
 import numpy as np
@@ -109,6 +110,35 @@ class Servable:
 
     # --- predict ------------------------------------------------------------------------
     def predict(self, signature_name, inputs, output_filter=None, deadline=None):
+        name, signature, aliases = self._predict_checks(signature_name, inputs, output_filter)
+        outputs = self._run(name, signature, inputs, deadline)
+        return {alias: outputs[alias] for alias in aliases}
+
+    @property
+    def batching(self) -> bool:
+        return self._batcher_factory is not None
+
+    def submit_predict(self, signature_name, inputs, on_done):
+        """predict() for a caller that must not block (an event loop), batching on: the
+        same checks, then the request queued on its signature's batcher.
+
+        -> (task, aliases). on_done() runs on a batch thread once task.result or
+        task.error is set; read the outputs with predict_outputs(). task is None once this
+        version is unloaded: call predict() instead.
+        """
+        name, signature, aliases = self._predict_checks(signature_name, inputs, None)
+        arrays = self._coerce_inputs(name, signature, inputs)
+        batcher = self._batcher(name)
+        return (batcher.submit(arrays, on_done) if batcher is not None else None), aliases
+
+    @staticmethod
+    def predict_outputs(task, aliases) -> dict:
+        if task.error is not None:
+            raise task.error
+        return {alias: task.result[alias] for alias in aliases}
+
+    def _predict_checks(self, signature_name, inputs, output_filter):
+        """-> (signature key, SignatureDef, output aliases), or TF Serving's error."""
         name = signature_name or DEFAULT_SIGNATURE
         signature = self._signature_defs.get(name)
         if signature is None or not self._runner.can_run(name):
@@ -117,9 +147,7 @@ class Servable:
             self._check_input_names(signature, inputs)
         except errors.ServingError as error:
             raise self.with_signature_hint(error, name, inputs) from None
-        aliases = self._output_aliases(signature, output_filter)
-        outputs = self._run(name, signature, inputs, deadline)
-        return {alias: outputs[alias] for alias in aliases}
+        return name, signature, self._output_aliases(signature, output_filter)
 
     def _check_input_names(self, signature, inputs):
         request_inputs = set(inputs)
@@ -276,6 +304,16 @@ class Servable:
                 return self.run_signature(signature_name, arrays)
             return run_with_deadline(lambda: self.run_signature(signature_name, arrays),
                                      deadline)
+        batcher = self._batcher(signature_name)
+        if batcher is None:  # unloaded while this request held it: no new batch threads
+            return self.run_signature(signature_name, arrays)
+        return batcher.run(arrays, deadline=deadline)
+
+    def _batcher(self, signature_name):
+        """The signature's batcher, started on first use; None once closed."""
+        batcher = self._batchers.get(signature_name)  # no lock: a dict read is atomic
+        if batcher is not None:
+            return batcher
         with self._lock:
             batcher = self._batchers.get(signature_name)
             if batcher is None and not self._closed:
@@ -283,9 +321,7 @@ class Servable:
                     lambda batch, _name=signature_name: self.run_signature(_name, batch),
                     f"{self.name}/{self.version}/{signature_name}")
                 self._batchers[signature_name] = batcher
-        if batcher is None:  # unloaded while this request held it: no new batch threads
-            return self.run_signature(signature_name, arrays)
-        return batcher.run(arrays, deadline=deadline)
+        return batcher
 
     def _coerce_inputs(self, signature_name, signature, inputs):
         """Checks dtypes as a TF session does (no implicit casts), before anything is queued.
@@ -340,30 +376,21 @@ class Servable:
         return self._runner.run(signature_name, arrays)
 
 
-_deadline_pool = None
-_deadline_pool_lock = threading.Lock()
 DEADLINE_MESSAGE = "Timed out waiting for notification"  # TF's session timeout text
 
 
 def run_with_deadline(work, deadline: float):
-    """Runs work() but gives up waiting at `deadline` (time.monotonic()), like a TF
-    session with RunOptions.timeout_in_ms; the abandoned run finishes in the background."""
-    import concurrent.futures
-    import time
-
-    global _deadline_pool
-    with _deadline_pool_lock:
-        if _deadline_pool is None:
-            _deadline_pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=32, thread_name_prefix="session-run")
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
+    """Runs work() on this thread and answers as a TF session with RunOptions.timeout_in_ms
+    does: DEADLINE_EXCEEDED once `deadline` (time.monotonic()) has passed, before or after
+    the run. It is not handed to another thread so as to give up mid-run: that hop cost
+    every call more than it saved, and the caller's transport ends a late call on time
+    anyway (a gRPC client's own deadline; REST's event loop answers 504)."""
+    if deadline - time.monotonic() <= 0:
         raise errors.deadline_exceeded(DEADLINE_MESSAGE)
-    future = _deadline_pool.submit(work)
-    try:
-        return future.result(timeout=remaining)
-    except concurrent.futures.TimeoutError:
-        raise errors.deadline_exceeded(DEADLINE_MESSAGE) from None
+    outputs = work()
+    if deadline - time.monotonic() < 0:
+        raise errors.deadline_exceeded(DEADLINE_MESSAGE)
+    return outputs
 
 
 def _dtype_enum_name(array) -> str:

@@ -3,10 +3,12 @@
 The multi_io model's batch_info signature reports the batch size the graph ran on.
 """
 import concurrent.futures
+import json
 import time
 
 import pytest
 
+from serving import rest_api
 from tests.serving.conftest import (add_version, make_model_base, start_server, wait_for,
                                     write_model_config)
 
@@ -66,6 +68,37 @@ def test_concurrent_requests_share_a_batch_and_get_their_own_rows(batching_serve
     assert [r["total"] for r in results] == [[0.0], [1.0], [2.0], [3.0]]
     # All four arrive within the 400 ms batch timeout: one run of 4 rows.
     assert max(r["batch_size"][0] for r in results) == 4
+
+
+def test_large_bodies_are_batched_like_small_ones(batching_server):
+    # Small predict bodies are decoded on the event loop, large ones on a pool thread
+    # (rest_api.LOOP_DECODE_MAX_BYTES): both reach the same batcher and get their rows.
+    wide = [[float(i)] * 2000 for i in range(3)]
+    body = json.dumps({"signature_name": "batch_info", "inputs": {"tokens": wide}})
+    assert len(body) > rest_api.LOOP_DECODE_MAX_BYTES
+    status, answer, _, _ = batching_server.post(BATCH_INFO, body)
+    assert status == 200, answer
+    assert answer["outputs"] == {"batch_size": [4, 4, 4], "width": [2000, 2000, 2000],
+                                 "total": [0.0, 2000.0, 4000.0]}
+
+
+def test_batched_rest_request_past_its_deadline_times_out(saved_models, module_tmp):
+    # The event loop keeps the REST deadline of a request waiting for its batch.
+    base = make_model_base(module_tmp / "slow", {1: saved_models["multi_io"]})
+    server = start_server("--model_name=multi_io", f"--model_base_path={base}",
+                          "--enable_batching", "--rest_api_timeout_in_ms=250",
+                          tmp_dir=module_tmp)
+    try:
+        status, body, _, _ = server.post("/v1/models/multi_io:predict",
+                                         {"signature_name": "slow", "instances": [3000000]})
+        assert (status, body) == (504, {"error": "Timed out waiting for notification"})
+        assert server.get("/v1/models/multi_io")[0] == 200  # the event loop is free
+        # Once the abandoned batch is through, fast requests are answered again.
+        wait_for(lambda: server.post("/v1/models/multi_io:predict", {
+            "signature_name": "slow", "instances": [10]})[:2] == (200, {"predictions": [9]}),
+            message="a fast request after the slow one")
+    finally:
+        server.stop()
 
 
 def test_variable_length_inputs_are_padded(batching_server):

@@ -1,9 +1,12 @@
 """PredictionService over gRPC, called the way a TF Serving user does: the generated stub
-and tensorflow_serving.apis protos, nothing of ours on the client side.
+and tensorflow_serving.apis protos, nothing of ours on the client side (but one test of
+the servable's deadline check, which a call with a deadline runs).
 
 Runs against the shared `models_server` (half_plus_two v1 and multi_io v1), plus a
 TF1-style model for MultiInference, which needs signatures sharing one input tensor.
 """
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, predict_pb2, prediction_service_pb2_grpc,
                                      regression_pb2)
 
+from serving import errors, servable
 from tests.serving.conftest import make_model_base, start_server
 
 
@@ -109,6 +113,34 @@ def test_calls_without_a_deadline_are_answered(stub):
     request.model_spec.signature_name = "regress_x_to_y"
     request.input.example_list.examples.add().CopyFrom(example(x=2.0))
     assert [r.value for r in stub.Regress(request).result.regressions] == [3.0]
+
+
+def test_a_call_past_its_deadline_fails_and_the_server_goes_on(stub):
+    slow = predict_request("multi_io", "slow", n=np.array([3000000], np.int64))
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.Predict(slow, timeout=0.25)
+    assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    fast = predict_request("multi_io", "slow", n=np.array([10], np.int64))
+    assert list(stub.Predict(fast, timeout=60).outputs["count"].int64_val) == [9]
+
+
+def test_the_servable_answers_deadline_exceeded_before_and_after_a_late_run():
+    # What a gRPC call with a deadline runs: TF's session timeout, checked on this thread.
+    ran = []
+
+    def work(seconds):
+        ran.append(seconds)
+        time.sleep(seconds)
+        return "outputs"
+
+    with pytest.raises(errors.ServingError) as late:
+        servable.run_with_deadline(lambda: work(0.3), time.monotonic() + 0.1)
+    assert (late.value.code, late.value.message) == (
+        grpc.StatusCode.DEADLINE_EXCEEDED, "Timed out waiting for notification")
+    with pytest.raises(errors.ServingError):
+        servable.run_with_deadline(lambda: work(0), time.monotonic() - 1)
+    assert ran == [0.3]  # a call already past its deadline does not run
+    assert servable.run_with_deadline(lambda: work(0), time.monotonic() + 60) == "outputs"
 
 
 def test_predict_batch_with_make_tensor_proto(stub):
