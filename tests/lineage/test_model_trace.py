@@ -30,13 +30,12 @@ class RawLineage:
         return self.producer(pushed.id)
 
     def spans_trained_on(self, pushed_version: str) -> set[int]:
-        """PushedModel <- Pusher <- Model <- Trainer <- examples <- Transform <- Examples."""
+        """PushedModel <- Pusher <- Model <- Trainer <- examples (the window's spans; the
+        Trainer applies the transform graph itself)."""
         (model,) = self.inputs(self.pusher(pushed_version), "model")
-        raw = set()
-        for transformed in self.inputs(self.producer(model), "examples"):
-            raw.update(self.inputs(self.producer(transformed), "examples"))
+        examples = self.inputs(self.producer(model), "examples")
         return {a.custom_properties["span"].int_value
-                for a in self.mlmd.get_artifacts_by_id(raw)}
+                for a in self.mlmd.get_artifacts_by_id(examples)}
 
     def baseline_of(self, pushed_version: str):
         """The model the Evaluator that blessed this push compared against."""
