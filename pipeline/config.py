@@ -49,6 +49,10 @@ class PipelineConfig:
     # Hash buckets of the train/eval split that ExampleGen makes of each span.
     train_buckets: int = 3
     eval_buckets: int = 1
+    # TFT's analyzer cache lets Transform analyze only a window's new span, but it
+    # costs Beam stages per span and analyzer: slower than analyzing four spans
+    # of this size again (benchmarks/pipeline_results.md). Worth it on big spans.
+    analyzer_cache: bool = False
     train_steps: int = 1000
     eval_steps: int = 50
     hyperparameters: dict = dataclasses.field(default_factory=lambda: {

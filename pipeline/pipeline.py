@@ -183,11 +183,12 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
             strategy_class=CacheBeforeNewestSpanStrategy,
             examples=new_span.outputs["examples"],
             cache=Channel(type=standard_artifacts.TransformCache),
-        ).with_id("transform_cache_resolver")
+        ).with_id("transform_cache_resolver") if cfg.analyzer_cache else None
         transform = Transform(
             examples=window.outputs["examples"],
             schema=curated_schema.outputs["schema"],
-            analyzer_cache=analyzer_cache.outputs["cache"],
+            analyzer_cache=analyzer_cache.outputs["cache"] if analyzer_cache else None,
+            disable_analyzer_cache=not cfg.analyzer_cache,
             preprocessing_fn=pipeline_config.PREPROCESSING_FN,
             # The Trainer applies the Transform graph as it reads, so the window
             # is not written out again, transformed, for every new span (a tenth
@@ -234,7 +235,8 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
         pipeline_root=str(cfg.pipeline_root),
         metadata_connection_config=metadata_connection_config or cfg.metadata_connection,
         components=[new_span, statistics, inferred_schema, curated_schema, validation,
-                    gate, served, decay, drift, decision, window, analyzer_cache, transform,
+                    gate, served, decay, drift, decision, window,
+                    *([analyzer_cache] if analyzer_cache else []), transform,
                     trainer, baseline, evaluator, pusher],
         enable_cache=cfg.enable_cache,
         beam_pipeline_args=beam_pipeline_args)
