@@ -114,13 +114,13 @@ def span_checks(cfg: pipeline_config.PipelineConfig, new_span, statistics, curat
         strategy_class=ServedModelStrategy,
         examples=new_span.outputs["examples"],
         pushed_model=Channel(type=standard_artifacts.PushedModel,
-                                     producer_component_id="Pusher",
-                                     output_key="pushed_model"),
+                             producer_component_id="Pusher",
+                             output_key="pushed_model"),
         evaluation=Channel(type=standard_artifacts.ModelEvaluation,
-                                   producer_component_id="Evaluator", output_key="evaluation"),
+                           producer_component_id="Evaluator", output_key="evaluation"),
         statistics=Channel(type=standard_artifacts.ExampleStatistics,
-                                   producer_component_id="Transform",
-                                   output_key="pre_transform_stats"),
+                           producer_component_id="Transform",
+                           output_key="pre_transform_stats"),
     ).with_id("served_model_resolver")
     decay = DecayCheck(
         examples=new_span.outputs["examples"],
@@ -169,14 +169,14 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
     # TFX makes the decision an input of each of them, hence part of their cache
     # key: a rerun with nothing new keeps it, as it resolves the same served model.
     with Cond(decision.outputs["decision"].future()[0]
-                      .custom_property("retrain") == 1):
+              .custom_property("retrain") == 1):
         # A component's output channel gives only this run's artifacts; a plain
         # Channel into a Resolver queries every run of the pipeline in ML Metadata.
         window = Resolver(
             strategy_class=ValidatedSpansStrategy,
             config={"num_spans": cfg.training_window_spans},
             examples=Channel(type=standard_artifacts.Examples,
-                                     producer_component_id=new_span.id, output_key="examples"),
+                             producer_component_id=new_span.id, output_key="examples"),
         ).with_id("training_window_resolver")
         window.add_upstream_node(gate)  # this run's span counts once it passed
         analyzer_cache = Resolver(
@@ -210,7 +210,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
         baseline = Resolver(
             strategy_class=BlessedBeforeCandidateStrategy,
             model=Channel(type=standard_artifacts.Model,
-                                  producer_component_id=trainer.id, output_key="model"),
+                          producer_component_id=trainer.id, output_key="model"),
             model_blessing=Channel(type=standard_artifacts.ModelBlessing),
         ).with_id("baseline_model_resolver")
         baseline.add_upstream_node(trainer)  # the candidate must exist to be excluded

@@ -89,10 +89,8 @@ def DecayCheck(
         min_auc: Parameter[float],
         min_accuracy: Parameter[float],
         max_auc_drop: Parameter[float],
-        pushed_model: InputArtifact[
-            standard_artifacts.PushedModel] = None,
-        push_evaluation: InputArtifact[
-            standard_artifacts.ModelEvaluation] = None):
+        pushed_model: InputArtifact[standard_artifacts.PushedModel] = None,
+        push_evaluation: InputArtifact[standard_artifacts.ModelEvaluation] = None):
     span = span_of(examples.mlmd_artifact) or 0
     if pushed_model is None:
         record(performance, {"span": span, "model_version": "", "measured": 0,

@@ -68,14 +68,11 @@ def distances(current, previous, schema) -> dict[str, float]:
 @component
 def DriftCheck(
         examples: InputArtifact[standard_artifacts.Examples],
-        statistics: InputArtifact[
-            standard_artifacts.ExampleStatistics],
+        statistics: InputArtifact[standard_artifacts.ExampleStatistics],
         schema: InputArtifact[standard_artifacts.Schema],
         drift: OutputArtifact[DataDrift],
-        pushed_model: InputArtifact[
-            standard_artifacts.PushedModel] = None,
-        training_statistics: InputArtifact[
-            standard_artifacts.ExampleStatistics] = None):
+        pushed_model: InputArtifact[standard_artifacts.PushedModel] = None,
+        training_statistics: InputArtifact[standard_artifacts.ExampleStatistics] = None):
     schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt"))
     compared = comparators(schema_proto)
     values = {"span": span_of(examples.mlmd_artifact) or 0,

@@ -92,8 +92,7 @@ def decide(train_when: str, served_model, performance, drift) -> tuple[bool, str
 def RetrainDecision(
         decision: OutputArtifact[RetrainDecisionArtifact],
         train_when: Parameter[str] = "always",
-        served_model: InputArtifact[
-            standard_artifacts.PushedModel] = None,
+        served_model: InputArtifact[standard_artifacts.PushedModel] = None,
         performance: InputArtifact[ServedModelPerformance] = None,
         drift: InputArtifact[DataDrift] = None):
     retrain, reason = decide(train_when, served_model, performance, drift)
