@@ -47,6 +47,10 @@ def parse_args(argv):
                              "model's by more than this")
     parser.add_argument("--no-cache", action="store_true",
                         help="rerun every component even if its inputs are unchanged")
+    parser.add_argument("--analyzer-cache", action="store_true",
+                        default=defaults.analyzer_cache,
+                        help="let Transform reuse TFT's analysis of spans it analyzed "
+                             "before (pays off on big spans only)")
     parser.add_argument("--wait", action="store_true",
                         help="if another run holds the output folder, wait for it "
                              "instead of exiting with status 3")
@@ -80,7 +84,8 @@ def parse_args(argv):
         training_window_spans=args.training_window_spans, train_steps=args.train_steps,
         min_auc=args.min_auc, min_accuracy=args.min_accuracy,
         max_auc_drop_vs_baseline=args.max_auc_drop_vs_baseline,
-        max_decay_auc_drop=args.max_decay_auc_drop, enable_cache=not args.no_cache, retrain_on=tuple(args.retrain_on),
+        max_decay_auc_drop=args.max_decay_auc_drop, enable_cache=not args.no_cache,
+        analyzer_cache=args.analyzer_cache, retrain_on=tuple(args.retrain_on),
         check_every_seconds=args.check_every, retrain_every_seconds=args.retrain_every)
     return cfg, args
 
