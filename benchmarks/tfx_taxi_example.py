@@ -2,10 +2,11 @@
 
 The pipeline is the installed tfx package's `_create_pipeline` with the package's own
 data (15,002 trips) and module file, ExampleGen through Pusher, on LocalDagRunner with
-our runner settings (in-memory DirectRunner, one worker; `--our-beam-args` adds
-the rest of this project's Beam arguments), into a fresh temporary folder that is removed afterwards. Prints one
-JSON line: the Evaluator's overall metrics, whether a model was pushed, and the folder.
-    python benchmarks/tfx_taxi_example.py [--keep]
+our runner settings (in-memory DirectRunner, one worker; `--our-beam-args` adds the
+rest of this project's Beam arguments), into a fresh temporary folder that is removed
+afterwards. Prints one JSON line: the Evaluator's overall metrics, whether a model was
+pushed, and the folder.
+    python benchmarks/tfx_taxi_example.py [--keep] [--our-beam-args]
 """
 import argparse
 import json

@@ -156,9 +156,7 @@ class Batcher:
             return self._run_fn(inputs)
         timeout = -1 if deadline is None else max(0.0, deadline - time.monotonic())
         if not task.done.acquire(timeout=timeout):
-            from serving.servable import DEADLINE_MESSAGE
-
-            raise errors.deadline_exceeded(DEADLINE_MESSAGE)
+            raise errors.deadline_exceeded()
         if task.error is not None:
             raise task.error
         return task.result

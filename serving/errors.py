@@ -71,7 +71,11 @@ def internal(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INTERNAL, message)
 
 
-def deadline_exceeded(message: str) -> ServingError:
+# What a TF session says when RunOptions.timeout_in_ms runs out, and so TF Serving.
+DEADLINE_MESSAGE = "Timed out waiting for notification"
+
+
+def deadline_exceeded(message: str = DEADLINE_MESSAGE) -> ServingError:
     return ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, message)
 
 

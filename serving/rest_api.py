@@ -25,7 +25,6 @@ API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
 CORS_HEADERS = [("Access-Control-Allow-Origin", "*"),
                 ("Access-Control-Allow-Methods", "POST, GET"),
                 ("Access-Control-Allow-Headers", "Content-Type")]
-DEADLINE_MESSAGE = "Timed out waiting for notification"
 # Predict bodies up to this size are decoded on the event loop (a one-row request is
 # ~1 KiB); larger ones on a pool thread, so one big body cannot stall other connections.
 LOOP_DECODE_MAX_BYTES = 16 * 1024
@@ -56,9 +55,10 @@ class RestApi:
             model_name, api, handler, args = self._route(method, path, body)
             deadline = started + self.timeout_seconds \
                 if self.timeout_seconds and api in _DEADLINED_APIS else None
-            if api == "predict" and len(body) <= LOOP_DECODE_MAX_BYTES \
-                    and self._batching(*args[:3]):
-                output = await self._predict_on_loop(loop, executor, deadline, *args)
+            batched = self._batched_servable(*args[:3]) \
+                if api == "predict" and len(body) <= LOOP_DECODE_MAX_BYTES else None
+            if batched is not None:
+                output = await self._predict_on_loop(loop, executor, deadline, batched, body)
             else:
                 output = await _within(loop.run_in_executor(executor, handler, *args),
                                        deadline)
@@ -68,16 +68,17 @@ class RestApi:
         self._observe(model_name, api, status_name, started)
         return http_status, output
 
-    def _batching(self, name, version, label) -> bool:
+    def _batched_servable(self, name, version, label):
+        """The servable a predict goes to, if it batches; else None."""
         try:
-            return self.manager.servable(name, version, label).batching
+            servable = self.manager.servable(name, version, label)
         except errors.ServingError:
-            return False  # the pool path reports it, after the body's own errors
+            return None  # the pool path reports it, after the body's own errors
+        return servable if servable.batching else None
 
-    async def _predict_on_loop(self, loop, executor, deadline, name, version, label, body):
+    async def _predict_on_loop(self, loop, executor, deadline, servable, body):
         doc = json_codec.parse_json(body)
         signature_name = json_codec.signature_name_of(doc)
-        servable = self.manager.servable(name, version, label)
         inputs, request_format = self._decode_predict(doc, servable, signature_name)
         done = loop.create_future()
 
@@ -221,7 +222,7 @@ async def _within(future, deadline):
     except asyncio.CancelledError:
         if not expired:  # the caller itself was cancelled, not by the deadline
             raise
-        raise errors.deadline_exceeded(DEADLINE_MESSAGE) from None
+        raise errors.deadline_exceeded() from None
     finally:
         timer.cancel()
 

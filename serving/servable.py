@@ -376,9 +376,6 @@ class Servable:
         return self._runner.run(signature_name, arrays)
 
 
-DEADLINE_MESSAGE = "Timed out waiting for notification"  # TF's session timeout text
-
-
 def run_with_deadline(work, deadline: float):
     """Runs work() on this thread and answers as a TF session with RunOptions.timeout_in_ms
     does: DEADLINE_EXCEEDED once `deadline` (time.monotonic()) has passed, before or after
@@ -386,10 +383,10 @@ def run_with_deadline(work, deadline: float):
     every call more than it saved, and the caller's transport ends a late call on time
     anyway (a gRPC client's own deadline; REST's event loop answers 504)."""
     if deadline - time.monotonic() <= 0:
-        raise errors.deadline_exceeded(DEADLINE_MESSAGE)
+        raise errors.deadline_exceeded()
     outputs = work()
     if deadline - time.monotonic() < 0:
-        raise errors.deadline_exceeded(DEADLINE_MESSAGE)
+        raise errors.deadline_exceeded()
     return outputs
 
 
