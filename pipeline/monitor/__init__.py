@@ -1,0 +1,3 @@
+"""Training–serving skew from the model server's request logs:
+`python -m pipeline.monitor` (see README.md, Monitoring).
+"""
