@@ -46,7 +46,6 @@ class WindowReport:
     anomalies: list[ServingAnomaly] = dataclasses.field(default_factory=list)
     pushed_model_id: int | None = None
     training_statistics_uri: str = ""
-    serving_skew_id: int | None = None  # the ServingSkew artifact recorded
 
     @property
     def skewed_features(self) -> list[str]:

@@ -1,0 +1,160 @@
+"""Command line of the serving monitor: `python -m pipeline.monitor`.
+
+Reads the model server's request logs, measures training-serving skew per
+model version and time window, records the check in ML Metadata and writes
+Prometheus gauges. Exit status: 0 no alarm, 1 an alarm, 2 a usage error or no
+metadata store.
+"""
+import argparse
+import datetime
+import logging
+import os
+import pathlib
+import re
+import sys
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads
+
+EXIT_OK, EXIT_ALARM, EXIT_USAGE = 0, 1, 2
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class UsageError(Exception):
+    """Bad flags, no request logs, or no metadata store: exit status 2."""
+
+
+def parse_duration(text: str) -> int:
+    """`90s`, `30m`, `1h`, `2d`, `1w` in seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise UsageError(f"{text!r} is not a duration: use e.g. 90s, 30m, 1h, 2d")
+    return int(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def parse_time(text: str, now: float) -> int:
+    """An ISO time (no zone: UTC), or a duration back from now (`24h`)."""
+    if _DURATION.match(text.strip()):
+        return int(now - parse_duration(text))
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{text!r} is neither an ISO time (2024-05-01T12:00) nor a "
+                         f"duration back from now (24h)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.monitor",
+        description="Training-serving skew from the model server's request logs. "
+        "Exit status 0: no alarm, 1: skew or serving anomalies, 2: usage error or no store.")
+    parser.add_argument("--request-logs", "--request_logs", required=True, type=pathlib.Path,
+                        help="folder of PredictionLog TFRecord files (read recursively)")
+    parser.add_argument("--since", help="ISO time (UTC if no zone) or a duration back from "
+                        "now, e.g. 24h (default: where the last check of these logs stopped, "
+                        "else the first record)")
+    parser.add_argument("--until", help="ISO time or duration back from now (default: now)")
+    parser.add_argument("--window", default="1h",
+                        help="time window requests are grouped by (default %(default)s)")
+    parser.add_argument("--format", choices=("text", "json", "html"), default="text")
+    parser.add_argument("-o", "--output", type=pathlib.Path,
+                        help="write the report to this file instead of stdout")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--metadata_path", "--metadata-path", type=pathlib.Path,
+                       help="SQLite ML Metadata file (default: outputs/metadata.sqlite, "
+                       "or $TAXI_OUTPUT_DIR/metadata.sqlite)")
+    where.add_argument("--connection_config", "--connection-config", "--metadata_config",
+                       "--metadata-config", type=pathlib.Path,
+                       help="ml_metadata.ConnectionConfig textproto (MySQL, PostgreSQL, SQLite)")
+    parser.add_argument("--output-dir", "--output_dir", type=pathlib.Path,
+                        help="pipeline output folder; the check's files go under its "
+                        "monitoring/ (default: the metadata file's folder, else "
+                        "outputs/ or $TAXI_OUTPUT_DIR)")
+    parser.add_argument("--prometheus-file", "--prometheus_file", type=pathlib.Path,
+                        help="gauges for a textfile collector (default: "
+                        "<output-dir>/monitoring/serving_skew.prom)")
+    parser.add_argument("--schema", type=pathlib.Path,
+                        help="schema with skew comparators (default: the curated one)")
+    return parser
+
+
+def _open_store(args):
+    from metadata import connection
+    from pipeline import config
+
+    try:
+        if args.connection_config:
+            store_config = connection.config_from_textproto(args.connection_config)
+        else:
+            store_config = connection.sqlite_config(
+                args.metadata_path or config.PipelineConfig().metadata_path)
+        if not connection.exists(store_config):
+            raise UsageError(f"no metadata store at {connection.describe(store_config)}: run "
+                             "the pipeline first, or pass --metadata_path / --connection_config")
+        return connection.open_store(store_config), connection.describe(store_config)
+    except connection.StoreError as error:
+        raise UsageError(str(error)) from error
+
+
+def _output_dir(args) -> pathlib.Path:
+    from pipeline import config
+
+    if args.output_dir:
+        return args.output_dir
+    if args.metadata_path:
+        return args.metadata_path.resolve().parent
+    return config.PipelineConfig().output_dir
+
+
+def run(args) -> int:
+    if args.format == "html":
+        raise UsageError("--format html is not available yet: use text or json")
+    logs = args.request_logs.resolve()
+    if not logs.is_dir():
+        raise UsageError(f"no request log folder at {logs}")
+    window_seconds = parse_duration(args.window)
+    if window_seconds <= 0:
+        raise UsageError("--window must be longer than 0 s")
+    now = time.time()
+    until = parse_time(args.until, now) if args.until else int(now)
+    since = parse_time(args.since, now) if args.since else None
+    if since is not None and since >= until:
+        raise UsageError(f"--since ({args.since}) is not before --until")
+
+    import tensorflow_data_validation as tfdv
+    from pipeline import config
+    from pipeline.monitor import check, format_json, format_text, prometheus
+
+    store, where = _open_store(args)
+    if since is None:
+        since = check.default_since(store, logs)
+    schema = tfdv.load_schema_text(str(args.schema or config.PipelineConfig().schema_file))
+    output_dir = _output_dir(args)
+    report = check.run_check(store, logs, since, until, window_seconds, schema, output_dir)
+    report.metadata_store = where
+    prometheus.write_metrics(report, args.prometheus_file or pathlib.Path(
+        output_dir, "monitoring", prometheus.DEFAULT_FILE))
+    text = format_json.dumps(report) if args.format == "json" else format_text.summary(report)
+    if args.output:
+        args.output.write_text(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+    return EXIT_ALARM if report.alarm else EXIT_OK
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="monitor: %(levelname)s: %(message)s")
+    try:
+        return run(args)
+    except UsageError as error:
+        print(f"monitor: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
