@@ -8,7 +8,6 @@ and the records read before the damage still count.
 """
 import dataclasses
 import logging
-import os
 import pathlib
 import re
 
@@ -56,8 +55,7 @@ def log_files(folder: pathlib.Path, modified_since: float | None = None) -> list
 def _example_with_context(example: tf.train.Example, context: tf.train.Example) -> bytes:
     merged = tf.train.Example()
     merged.CopyFrom(context)
-    merged.MergeFrom(example)  # the example's own values win
-    for name, feature in example.features.feature.items():
+    for name, feature in example.features.feature.items():  # its own values win
         merged.features.feature[name].CopyFrom(feature)
     return merged.SerializeToString()
 

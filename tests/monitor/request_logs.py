@@ -3,25 +3,23 @@ Monitoring): TFRecord files of tensorflow.serving.PredictionLog, built here from
 real taxi trips, so the monitor's tests read what a server would have logged.
 """
 import csv
+import functools
 import pathlib
 
 import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from models import features
 from pipeline import config
 
-SCHEMA = None
 
-
+@functools.cache
 def _column_types() -> dict[str, str]:
     """INT, FLOAT or BYTES per CSV column, from the curated schema."""
-    global SCHEMA
-    if SCHEMA is None:
-        import tensorflow_data_validation as tfdv
-        SCHEMA = tfdv.load_schema_text(str(config.PipelineConfig().schema_file))
-    from tensorflow_metadata.proto.v0 import schema_pb2
-    return {f.name: schema_pb2.FeatureType.Name(f.type) for f in SCHEMA.feature}
+    schema = tfdv.load_schema_text(str(config.PipelineConfig().schema_file))
+    return {f.name: schema_pb2.FeatureType.Name(f.type) for f in schema.feature}
 
 
 def read_trips(csv_path, limit: int | None = None) -> list[dict]:

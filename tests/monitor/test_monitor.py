@@ -13,6 +13,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from metadata import connection, serving_checks
+from models import features as model_features
 from tests.conftest import PROJECT_ROOT, make_spans
 from tests.monitor import request_logs
 
@@ -78,7 +79,7 @@ def test_held_out_trips_show_no_skew(store_copy, tmp_path, held_out_trips, serve
     assert window["examples"] == len(held_out_trips)
     assert window["judged"] and not window["alarm"] and window["anomalies"] == []
     features = _features(window)
-    assert set(features) == set(request_logs.features.RAW_FEATURES)
+    assert set(features) == set(model_features.RAW_FEATURES)
     for feature in features.values():  # every distance measured, none crossing
         assert feature["distance"] is not None and not feature["crossed"], feature
     metrics = (store_copy / "monitoring" / "serving_skew.prom").read_text()
@@ -104,7 +105,7 @@ def test_changed_distribution_is_named_and_recorded(store_copy, tmp_path, held_o
     [window] = [w for w in report["windows"] if w["model_version"] == served_version]
     assert window["skewed_features"] == ["fare", "payment_type"]
     features = _features(window)
-    assert set(features) == set(request_logs.features.RAW_FEATURES)
+    assert set(features) == set(model_features.RAW_FEATURES)
     assert all(f["distance"] is not None for f in features.values())
     assert window["anomalous_features"] == ["payment_type"]  # a value outside the domain
     metrics = prometheus_file.read_text()
