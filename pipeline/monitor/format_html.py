@@ -26,6 +26,9 @@ _RC = {"svg.fonttype": "none", "text.parse_math": False, "svg.hashsalt": "servin
        "font.size": 9, "path.simplify": True}
 _COLOURS = matplotlib.colormaps["tab10"].colors
 _CROSSED_COLOUR = "#dc2626"
+# Earlier windows charted per version: a week of hourly checks, enough for a
+# trend; beyond it the page grows without telling more.
+EARLIER_WINDOWS_PER_VERSION = 168
 _SVG_START = re.compile(r"<svg\b")
 _SVG_ID = re.compile(r'(\bid="|href="#|url\(#)([^")]+)')
 
@@ -95,12 +98,16 @@ def _points_by_feature(report: MonitorReport,
             points.setdefault(skew.feature, []).append(_Point(
                 window.model_version, window.window_start, window.window_end,
                 window.requests, skew.distance, skew.threshold, report.check_id, True))
-    newest_first = sorted(history, key=lambda r: (r.created, r.check_id), reverse=True)
+    newest_first = sorted(history, key=lambda r: (r.created, r.check_id, r.window_start),
+                          reverse=True)
+    earlier_windows: dict[str, int] = {}
     for record in newest_first:
         key = (record.model_version, record.window_start)
-        if key in covered or record.check_id == report.check_id:
+        if (key in covered or record.check_id == report.check_id
+                or earlier_windows.get(record.model_version, 0) >= EARLIER_WINDOWS_PER_VERSION):
             continue
         covered.add(key)
+        earlier_windows[record.model_version] = earlier_windows.get(record.model_version, 0) + 1
         for feature, distance in record.distances.items():
             if feature in points and feature in record.thresholds:
                 points[feature].append(_Point(

@@ -227,3 +227,24 @@ def test_the_command_writes_the_page(tmp_path):
         request_logs.replay(trips, "77", HOUR)))
     assert _text(dom.xpath("//title")[0]) == f"Serving skew: {(tmp_path / 'logs').resolve()}"
     assert dom.xpath("//section[@class='feature']") == []
+
+
+def test_earlier_checks_chart_at_most_a_week_per_version():
+    report = MonitorReport("/logs", HOUR, HOUR + 3600, 3600, 1, 20, windows=[WindowReport(
+        "taxi_tips", OLD, HOUR, HOUR + 3600, 20, 100,
+        features=[FeatureSkew("fare", "Jensen-Shannon", 0.3, 0.05)])])
+    hours = 200
+    history = [serving_checks.SkewRecord(
+        artifact_id=hour, uri="", check_id=hour, created=HOUR - hour * 3600 + 3600,
+        model_name="taxi_tips", model_version=OLD, window_start=HOUR - hour * 3600,
+        window_end=HOUR - (hour - 1) * 3600, requests=20, skewed=False, skewed_features=[],
+        anomalous_features=[], distances={"fare": 0.04}, thresholds={"fare": 0.3},
+        pushed_model_id=1, serving_statistics_uri=None) for hour in range(1, hours + 1)]
+
+    page = lxml.html.fromstring(format_html.to_html(report, history))
+
+    rows = _rows(page.xpath("//table[@class='distances']")[0])
+    earlier = [r for r in rows if r["from"] != "this check"]
+    assert len(earlier) == format_html.EARLIER_WINDOWS_PER_VERSION < hours
+    # The newest are kept: the hour just before this check's window is there.
+    assert earlier[-1]["window start"] == "2024-01-01 09:00 UTC"
