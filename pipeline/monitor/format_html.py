@@ -11,14 +11,15 @@ import io
 import re
 from typing import Iterable
 
+# Figure without pyplot: matplotlib lays out with Agg and writes with its SVG
+# backend, no display backend ever loads, and the process-wide backend (a
+# notebook's, say) is left as the caller set it.
 import matplotlib
+from matplotlib import dates as mdates
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display; must precede pyplot, which this module never imports
-from matplotlib import dates as mdates  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from metadata.serving_checks import SkewRecord  # noqa: E402
-from pipeline.monitor.report import MonitorReport, WindowReport  # noqa: E402
+from metadata.serving_checks import SkewRecord
+from pipeline.monitor.report import MonitorReport, WindowReport
 
 # Text stays text (small, selectable, no glyph outlines); "$" in a label is not
 # maths; a fixed salt makes the same report give the same page.
