@@ -25,6 +25,7 @@ setup(
         "tensorflow-model-analysis==0.47.1",
         "tensorflow-serving-api==2.16.1",
         "grpcio",
+        "matplotlib",  # the monitor's HTML charts (SVG, Agg backend)
         "pytest",
     ],
 )

@@ -111,8 +111,6 @@ def _output_dir(args) -> pathlib.Path:
 
 
 def run(args) -> int:
-    if args.format == "html":
-        raise UsageError("--format html is not available yet: use text or json")
     logs = args.request_logs.resolve()
     if not logs.is_dir():
         raise UsageError(f"no request log folder at {logs}")
@@ -138,7 +136,16 @@ def run(args) -> int:
     report.metadata_store = where
     prometheus.write_metrics(report, args.prometheus_file or pathlib.Path(
         output_dir, "monitoring", prometheus.DEFAULT_FILE))
-    text = format_json.dumps(report) if args.format == "json" else format_text.summary(report)
+    if args.format == "html":
+        from metadata import serving_checks
+        from pipeline.monitor import format_html
+        # Earlier windows of the judged versions, so a chart shows a trend.
+        pushed_ids = sorted({w.pushed_model_id for w in report.windows if w.pushed_model_id})
+        history = [skew for pushed_id in pushed_ids
+                   for skew in serving_checks.checks_of_pushed_model(store, pushed_id)]
+        text = format_html.to_html(report, history)
+    else:
+        text = format_json.dumps(report) if args.format == "json" else format_text.summary(report)
     if args.output:
         args.output.write_text(text + "\n")
     else:
