@@ -10,7 +10,7 @@ import time
 
 from metadata import connection, serving_checks
 from pipeline import config as pipeline_config
-from pipeline import run_lock
+from pipeline import progress, run_lock
 
 
 def _last_finished_window_end(window_seconds: int, now: float) -> int:
@@ -42,24 +42,27 @@ def check_finished_windows(cfg: pipeline_config.PipelineConfig, out) -> None:
         return  # nothing served yet, or no server has logged
     window = int(cfg.serving_window_seconds)
     logs = cfg.request_logs.resolve()
-    # The monitor's modules load TensorFlow: imported only when a check is due.
-    from pipeline.monitor import check
-
     until = _last_finished_window_end(window, time.time())
-    since = check.default_since(connection.open_reader(config), logs)
+    # Where the monitor's own default starts (check.default_since), read
+    # without loading TensorFlow, which the monitor's modules do.
+    last = serving_checks.latest_check(connection.open_reader(config), str(logs))
+    since = last.checked_until if last else None
     if since is not None and since >= until:
         return
-    import tensorflow_data_validation as tfdv
-    from pipeline.monitor import prometheus
+    report, error = None, None
+    # TensorFlow's and TFDV's console output goes to the log file, as a run's does.
+    with progress.logs_to_file(cfg.log_path, progress.ProgressPrinter(out)):
+        import tensorflow_data_validation as tfdv
+        from pipeline.monitor import check, prometheus
 
-    try:
-        with run_lock.hold(cfg.output_dir / run_lock.RUN_LOCK, "serving check", wait=True):
-            schema = tfdv.load_schema_text(str(cfg.schema_file))
-            report = check.run_check(connection.open_store(config), logs, since, until,
-                                     window, schema, cfg.output_dir)
-        prometheus.write_metrics(report, pathlib.Path(
-            serving_checks.monitoring_dir(cfg.output_dir), prometheus.DEFAULT_FILE))
-    except Exception as error:  # a bad log folder must not stop the watcher
-        print(f"Serving check of {logs} failed: {error}", file=out, flush=True)
-        return
-    print(_summary(report), file=out, flush=True)
+        try:
+            with run_lock.hold(cfg.output_dir / run_lock.RUN_LOCK, "serving check", wait=True):
+                schema = tfdv.load_schema_text(str(cfg.schema_file))
+                report = check.run_check(connection.open_store(config), logs, since, until,
+                                         window, schema, cfg.output_dir)
+            prometheus.write_metrics(report, pathlib.Path(
+                serving_checks.monitoring_dir(cfg.output_dir), prometheus.DEFAULT_FILE))
+        except Exception as exc:  # a bad log folder must not stop the watcher
+            error = exc
+    print(f"Serving check of {logs} failed: {error}" if error else _summary(report),
+          file=out, flush=True)
