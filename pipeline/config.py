@@ -72,6 +72,10 @@ class PipelineConfig:
     retrain_on: tuple = ("new-span",)
     check_every_seconds: float = 60.0
     retrain_every_seconds: float | None = None  # no schedule by default
+    # The watcher can judge the model server's request logs itself (the serving
+    # monitor's check, once each window is over) and retrain on a skew alarm.
+    request_logs: pathlib.Path | None = None
+    serving_window_seconds: float = 3600.0  # as `python -m pipeline.monitor --window`
 
     @property
     def pipeline_root(self) -> pathlib.Path:

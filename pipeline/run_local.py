@@ -1,7 +1,7 @@
 """Run the taxi tips pipeline on this machine: Beam's local runner, ML Metadata in SQLite.
 
 Once (on demand), or with --watch until SIGTERM or Ctrl-C: a run for every new
-span of data, and on a schedule. Prints one line per component (ran, cached or
+span of data, on a serving skew alarm, and on a schedule. Prints one line per component (ran, cached or
 skipped, seconds) and, at the end, the pushed version or why nothing was
 pushed. The full TFX, Beam and TensorFlow logs go to <output-dir>/logs/run_local.log.
 """
@@ -19,6 +19,16 @@ from pipeline import config as pipeline_config  # noqa: E402
 from pipeline import run_lock, triggers  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_DATA, EXIT_BUSY = 0, 1, 2, 3
+
+
+def _flag_type(parse):
+    """argparse prints an ArgumentTypeError's message, but hides a ValueError's."""
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return convert
 
 
 def parse_args(argv):
@@ -59,26 +69,39 @@ def parse_args(argv):
                             help="keep running: a run for every new complete span "
                                  "folder (oldest first), and on the schedule, until "
                                  "SIGTERM or Ctrl-C")
-    continuous.add_argument("--check-every", type=triggers.parse_duration,
+    continuous.add_argument("--check-every", type=_flag_type(triggers.parse_duration),
                             default=defaults.check_every_seconds, metavar="DURATION",
                             help="with --watch: how often to look for new spans "
                                  "(seconds, or 30s, 5m, 1h)")
-    continuous.add_argument("--retrain-on", type=triggers.parse_policy,
+    continuous.add_argument("--retrain-on", type=_flag_type(triggers.parse_policy),
                             default=",".join(defaults.retrain_on), metavar="POLICIES",
-                            help="what trains a model for a new span, comma-separated: "
-                                 "new-span (every valid span), decay (the served model "
-                                 "got worse on it), drift (it differs from the training "
-                                 "data), schedule (only on --retrain-every)")
+                            help="what trains a model, comma-separated: new-span (every "
+                                 "valid span), decay (the served model got worse on a new "
+                                 "span), drift (a new span differs from the training "
+                                 "data), schedule (only on --retrain-every), skew (a "
+                                 "serving check of the served model raised an alarm: "
+                                 "retrain on the newest data, once per alarm)")
     continuous.add_argument("--max-decay-auc-drop", type=float,
                             default=defaults.max_decay_auc_drop,
                             help="the served model has decayed on a new span when its "
                                  "AUC there is below --min-auc or more than this below "
                                  "its AUC at push time")
-    continuous.add_argument("--retrain-every", type=triggers.parse_duration,
+    continuous.add_argument("--retrain-every", type=_flag_type(triggers.parse_duration),
                             default=defaults.retrain_every_seconds, metavar="DURATION",
                             help="with --watch: also run on this schedule (e.g. 24h); "
                                  "off by default")
+    continuous.add_argument("--request-logs", type=pathlib.Path, metavar="DIR",
+                            default=defaults.request_logs,
+                            help="with --watch: judge the model server's request logs in "
+                                 "this folder as `python -m pipeline.monitor` does, once "
+                                 "each --serving-window is over (for --retrain-on skew)")
+    continuous.add_argument("--serving-window", type=_flag_type(triggers.parse_duration),
+                            default=defaults.serving_window_seconds, metavar="DURATION",
+                            help="with --request-logs: the time window requests are "
+                                 "judged by (e.g. 1h)")
     args = parser.parse_args(argv)
+    if args.serving_window <= 0:
+        parser.error("--serving-window must be longer than 0s")
     cfg = dataclasses.replace(
         defaults, data_dir=args.data_dir.resolve(), output_dir=args.output_dir.resolve(),
         training_window_spans=args.training_window_spans, train_steps=args.train_steps,
@@ -86,7 +109,9 @@ def parse_args(argv):
         max_auc_drop_vs_baseline=args.max_auc_drop_vs_baseline,
         max_decay_auc_drop=args.max_decay_auc_drop, enable_cache=not args.no_cache,
         analyzer_cache=args.analyzer_cache, retrain_on=tuple(args.retrain_on),
-        check_every_seconds=args.check_every, retrain_every_seconds=args.retrain_every)
+        check_every_seconds=args.check_every, retrain_every_seconds=args.retrain_every,
+        request_logs=args.request_logs.resolve() if args.request_logs else None,
+        serving_window_seconds=args.serving_window)
     return cfg, args
 
 
@@ -114,8 +139,13 @@ def run_or_watch(cfg, args, out, stop) -> int:
             print(f"No data: no complete span-N folder with CSV files under {cfg.data_dir}.\n"
                   f"Create it with: python data/make_spans.py --out {cfg.data_dir}", file=out)
             return EXIT_NO_DATA
-        status = watch.run_under_lock(cfg, triggers.Trigger("manual", on_disk[-1]), on_disk,
-                                      out, stop, wait=args.wait)
+        trigger = watch.one_pass_trigger(cfg, on_disk)
+        if trigger is None:
+            print("No serving skew alarm to act on: no check of the served model raised "
+                  "one since it was pushed and since the last run triggered by skew. "
+                  "Nothing was run.", file=out)
+            return EXIT_OK
+        status = watch.run_under_lock(cfg, trigger, on_disk, out, stop, wait=args.wait)
         return stop.exit_status if stop.requested else status
     except run_lock.LockHeld as busy:
         what = "watcher" if busy.path.name == run_lock.WATCH_LOCK else "pipeline run"

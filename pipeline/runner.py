@@ -11,7 +11,7 @@ import time
 from metadata import connection, runs
 from pipeline import config as pipeline_config
 from pipeline import progress as progress_lines
-from pipeline import triggers
+from pipeline import skew_alarms, triggers
 from pipeline.triggers import Trigger
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -32,8 +32,13 @@ def start_run(tfx_pipeline, connection_config, trigger: Trigger):
     run_id = datetime.datetime.now().isoformat()
     runtime_parameter_utils.substitute_runtime_parameter(
         ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
-    runs.register_run(connection.open_store(connection_config), run_id,
-                      trigger=trigger.label(), span=trigger.span)
+    recorded = {runs.TRIGGER: trigger.label(), runs.SPAN: trigger.span}
+    if trigger.detail:
+        recorded[runs.TRIGGER_DETAIL] = trigger.detail
+    if trigger.skew_check is not None:
+        # Once the run ends, this alarm counts as acted on (pipeline/skew_alarms.py).
+        recorded[skew_alarms.SKEW_CHECK] = trigger.skew_check
+    runs.register_run(connection.open_store(connection_config), run_id, **recorded)
     return run_id, ir
 
 

@@ -1,7 +1,7 @@
 """Why a pipeline run starts, and which runs are due.
 
-A run starts for a new span of data, on a schedule, on demand (a person ran
-it), or to backfill the training window of a new store. Whether it then trains
+A run starts for a new span of data, on a schedule, on a serving skew alarm,
+on demand (a person ran it), or to backfill the training window of a new store. Whether it then trains
 a model is the retraining policy's call: `train_when` turns the trigger and
 the policy into the condition the DAG's RetrainDecision applies.
 """
@@ -15,13 +15,15 @@ SUCCESS_MARKER = "_SUCCESS"  # Hadoop's convention: the writer is done
 IN_PROGRESS = re.compile(r"(\.partial|\.tmp|\.inprogress|\._COPYING_)$|^[._]")
 
 # What may trigger a retraining (`--retrain-on`).
-POLICIES = ("new-span", "decay", "drift", "schedule")
+POLICIES = ("new-span", "decay", "drift", "schedule", "skew")
 
 
 @dataclasses.dataclass(frozen=True)
 class Trigger:
-    kind: str  # "new span", "schedule", "manual", "backfill" (later: "decay", "drift")
+    kind: str  # "new span", "schedule", "skew", "manual", "backfill"
     span: int  # the span the run ingests
+    detail: str = ""  # recorded as the run's trigger_detail, e.g. "skew: fare, ..."
+    skew_check: int | None = None  # for "skew": the check whose alarm started it
 
     def label(self) -> str:
         return f"new span {self.span}" if self.kind == "new span" else self.kind
@@ -61,16 +63,15 @@ def parse_policy(text: str) -> tuple[str, ...]:
     chosen = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [name for name in chosen if name not in POLICIES]
     if unknown or not chosen:
-        raise ValueError(f"--retrain-on takes a comma list of {', '.join(POLICIES)}; "
-                         f"got {text!r}")
+        raise ValueError(f"use a comma list of {', '.join(POLICIES)}; got {text!r}")
     return chosen
 
 
 def train_when(trigger: Trigger, policy: tuple[str, ...]) -> str:
     """The condition under which this run trains a model: 'always', a comma
     list of measured conditions ('decay,drift'), or '' (never)."""
-    if trigger.kind == "schedule":
-        return "always"  # the schedule the user set
+    if trigger.kind in ("schedule", "skew"):
+        return "always"  # the schedule the user set; the served data moved away
     # A manual run follows the policy as a new span does, so that a cron job can
     # run `run_local.py --retrain-on decay`, and a manual rerun of a span the
     # watcher handled finds every step cached.

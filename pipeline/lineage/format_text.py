@@ -71,7 +71,7 @@ def _note(label: str, text: str) -> list[str]:
 def _notes(run: RunRecord) -> list[str]:
   """Lines under a run's row: what triggered a retraining, why a run failed."""
   notes = []
-  if run.trigger in ('decay', 'drift') and run.trigger_detail:
+  if run.trigger in ('decay', 'drift', 'skew') and run.trigger_detail:
     notes += _note('trigger', run.trigger_detail)
   if run.why:
     notes += _note('why', run.why)
@@ -348,6 +348,51 @@ def _drift_lines(trace: ModelTrace) -> list[str]:
   return out
 
 
+# Windows listed one per line under the serving summary; the JSON has all.
+_SERVING_WINDOWS_SHOWN = 4
+
+
+def _named_in(windows, features_of, lead: str = '') -> str:
+  """'none', or the features any window named, and in how many windows."""
+  named = list(dict.fromkeys(f for w in windows for f in features_of(w)))
+  if not named:
+    return 'none'
+  count = sum(1 for w in windows if features_of(w))
+  return f'{lead}{", ".join(named)}  (in {count} of {len(windows)} window(s))'
+
+
+def _serving_window_line(window) -> str:
+  found = []
+  if window.skewed_features:
+    found.append('SKEW: ' + ', '.join(
+        f'{name} {window.distances.get(name, float("nan")):.4f} > '
+        f'{window.thresholds.get(name, float("nan")):.4f}'
+        for name in window.skewed_features))
+  if window.anomalous_features:
+    found.append('anomalies: ' + ', '.join(window.anomalous_features))
+  return (f'  {when(window.window_start)}  {window.requests:>6} requests  '
+          + ('; '.join(found) or 'no skew'))
+
+
+def _serving_lines(trace: ModelTrace) -> list[str]:
+  out = ['', 'Since the push: the requests it served, as the serving monitor '
+         'judged them (ServingMonitor)']
+  windows = trace.serving
+  if not windows:
+    return out + ['  no serving checks recorded for this version']
+  newest = max(windows, key=lambda w: (w.checked_at, w.check))
+  out += [f'  served       {sum(w.requests for w in windows)} requests since '
+          f'{when(min(w.window_start for w in windows))} in {len(windows)} '
+          f'window(s); newest check #{newest.check} at {when(newest.checked_at)}',
+          f'  skew         {_named_in(windows, lambda w: w.skewed_features, "on ")}',
+          f'  anomalies    {_named_in(windows, lambda w: w.anomalous_features)}']
+  out += [_serving_window_line(w) for w in windows[:_SERVING_WINDOWS_SHOWN]]
+  if len(windows) > _SERVING_WINDOWS_SHOWN:
+    out.append(f'  ... {len(windows) - _SERVING_WINDOWS_SHOWN} older window(s) '
+               '(--format json lists them all)')
+  return out
+
+
 def model_trace(trace: ModelTrace) -> str:
   """Summary sections (health since the push, evaluation, training, data,
   checks), then the tree."""
@@ -364,6 +409,7 @@ def model_trace(trace: ModelTrace) -> str:
     out.append(f'  model        Model #{trace.model.id}  {trace.model.uri}')
   out += _performance_lines(trace)
   out += _drift_lines(trace)
+  out += _serving_lines(trace)
   if trace.evaluation:
     out += _evaluation_lines(graph, trace.evaluation)
   if trace.training:

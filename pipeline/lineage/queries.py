@@ -12,10 +12,12 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from metadata import runs as run_metadata
+from metadata import serving_checks
 from pipeline.lineage import convert, span_checks
 from pipeline.lineage.errors import LineageError
 from pipeline.lineage.records import (ArtifactRecord, ExecutionRecord,
-                                      RunRecord, SpanDrift, SpanPerformance)
+                                      RunRecord, ServingWindow, SpanDrift,
+                                      SpanPerformance)
 
 Store = metadata_store.MetadataStore
 _Execution = metadata_store_pb2.Execution
@@ -322,3 +324,49 @@ def drift_since_push(store: Store, version: str) -> list[SpanDrift]:
         convert.artifact_record(artifact), execution,
         checked[execution].run if execution in checked else None))
   return sorted(result, key=lambda d: (d.span is None, d.span or 0, d.artifact))
+
+
+def _checked_range(store: Store, check_ids: Iterable[int]) -> dict[int, tuple]:
+  """check id -> (checked_from, checked_until) in epoch seconds."""
+  ranges = {}
+  for execution in store.get_executions_by_id(list(check_ids)):
+    properties = execution.custom_properties
+    ranges[execution.id] = (properties['checked_from'].int_value,
+                            properties['checked_until'].int_value)
+  return ranges
+
+
+def _overlap(a: tuple, b: tuple) -> bool:
+  return a[0] < b[1] and b[0] < a[1]
+
+
+def serving_since_push(store: Store, pushed_model_id: int) -> list[ServingWindow]:
+  """The serving monitor's windows of this version, newest window first.
+
+  A check reads on from where the last one stopped, so one window can be
+  judged in parts by several checks: they are one window here, requests
+  added up and features named by any part. A check that read a time range
+  again (--since) replaces the older parts it overlaps instead of adding to
+  them.
+  """
+  records = serving_checks.checks_of_pushed_model(store, pushed_model_id)
+  ranges = _checked_range(store, {r.check_id for r in records})
+  parts: dict[tuple[int, int], list] = {}
+  for record in records:  # newest check first
+    kept = parts.setdefault((record.window_start, record.window_end), [])
+    if not any(_overlap(ranges.get(record.check_id, (0, 0)),
+                        ranges.get(k.check_id, (0, 0))) for k in kept):
+      kept.append(record)
+  windows = []
+  for (start, end), kept in parts.items():
+    newest = kept[0]
+    windows.append(ServingWindow(
+        artifact=newest.artifact_id, check=newest.check_id,
+        checked_at=float(newest.created), window_start=start, window_end=end,
+        requests=sum(k.requests for k in kept),
+        skewed_features=list(dict.fromkeys(
+            f for k in kept for f in k.skewed_features)),
+        anomalous_features=list(dict.fromkeys(
+            f for k in kept for f in k.anomalous_features)),
+        distances=dict(newest.distances), thresholds=dict(newest.thresholds)))
+  return sorted(windows, key=lambda w: w.window_start, reverse=True)

@@ -195,6 +195,26 @@ class SpanDrift:
 
 
 @dataclasses.dataclass
+class ServingWindow:
+  """The serving monitor's verdict on one time window of requests this
+  version served (a ServingSkew artifact, metadata/serving_checks.py)."""
+  artifact: int  # ServingSkew artifact id
+  check: int  # the ServingMonitor execution that judged it
+  checked_at: float  # when the check recorded it, seconds since the epoch
+  window_start: int  # epoch seconds, inclusive
+  window_end: int  # epoch seconds, exclusive
+  requests: int
+  skewed_features: list[str]  # distance above threshold
+  anomalous_features: list[str]  # schema anomalies of the serving data
+  distances: dict[str, float]  # every compared feature
+  thresholds: dict[str, float]
+
+  @property
+  def alarm(self) -> bool:
+    return bool(self.skewed_features or self.anomalous_features)
+
+
+@dataclasses.dataclass
 class ModelTrace:
   pushed_model: ArtifactRecord
   version: Optional[str]
@@ -215,6 +235,9 @@ class ModelTrace:
   performance: list[SpanPerformance] = dataclasses.field(default_factory=list)
   # ...and how far every new span drifted from its training window.
   drift: list[SpanDrift] = dataclasses.field(default_factory=list)
+  # ...and the requests it served, as the serving monitor judged them, newest
+  # window first.
+  serving: list[ServingWindow] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

@@ -145,6 +145,7 @@ def trace_pushed_model(store: queries.Store,
       destination_exists=_folder_exists(destination),
       performance=queries.performance_since_push(store, pushed.id),
       drift=queries.drift_since_push(store, version),
+      serving=queries.serving_since_push(store, pushed.id),
   )
 
 
