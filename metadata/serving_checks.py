@@ -327,6 +327,13 @@ def latest_check(store: Store, request_logs: str | None = None) -> CheckRecord |
     return found[0] if found else None
 
 
+def resume_point(store: Store, request_logs: str) -> int | None:
+    """Where the last complete check of these logs stopped, the next check's
+    default start (epoch seconds); None: never checked."""
+    last = latest_check(store, request_logs)
+    return last.checked_until if last else None
+
+
 def checks_of_pushed_model(store: Store, pushed_model_id: int) -> list[SkewRecord]:
     """The ServingSkew records that judged this PushedModel, newest first."""
     check_ids = {e.execution_id for e in store.get_events_by_artifact_ids([pushed_model_id])

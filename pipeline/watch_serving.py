@@ -43,10 +43,8 @@ def check_finished_windows(cfg: pipeline_config.PipelineConfig, out) -> None:
     window = int(cfg.serving_window_seconds)
     logs = cfg.request_logs.resolve()
     until = _last_finished_window_end(window, time.time())
-    # Where the monitor's own default starts (check.default_since), read
-    # without loading TensorFlow, which the monitor's modules do.
-    last = serving_checks.latest_check(connection.open_reader(config), str(logs))
-    since = last.checked_until if last else None
+    # The monitor's own default start, read without loading TensorFlow.
+    since = serving_checks.resume_point(connection.open_reader(config), str(logs))
     if since is not None and since >= until:
         return
     report, error = None, None

@@ -124,12 +124,13 @@ def run(args) -> int:
         raise UsageError(f"--since ({args.since}) is not before --until")
 
     import tensorflow_data_validation as tfdv
+    from metadata import serving_checks
     from pipeline import config
     from pipeline.monitor import check, format_json, format_text, prometheus
 
     store, where = _open_store(args)
     if since is None:
-        since = check.default_since(store, logs)
+        since = serving_checks.resume_point(store, str(logs))
     schema = tfdv.load_schema_text(str(args.schema or config.PipelineConfig().schema_file))
     output_dir = _output_dir(args)
     report = check.run_check(store, logs, since, until, window_seconds, schema, output_dir)
@@ -137,7 +138,6 @@ def run(args) -> int:
     prometheus.write_metrics(report, args.prometheus_file or pathlib.Path(
         output_dir, "monitoring", prometheus.DEFAULT_FILE))
     if args.format == "html":
-        from metadata import serving_checks
         from pipeline.monitor import format_html
         # Earlier windows of the judged versions, so a chart shows a trend.
         pushed_ids = sorted({w.pushed_model_id for w in report.windows if w.pushed_model_id})

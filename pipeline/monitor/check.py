@@ -18,12 +18,6 @@ from pipeline.monitor.report import MonitorReport, WindowReport
 logger = logging.getLogger(__name__)
 
 
-def default_since(store: metadata_store.MetadataStore, logs: pathlib.Path) -> int | None:
-    """Where the last complete check of these logs stopped; None: never checked."""
-    last = serving_checks.latest_check(store, str(logs))
-    return last.checked_until if last else None
-
-
 def _training_statistics(store, pushed_model_id: int):
     """Transform's pre_transform_stats of the model's training window."""
     found = served_model.walk(store, pushed_model_id, served_model.TO_TRAINING_WINDOW_STATISTICS)
