@@ -9,7 +9,7 @@ import time
 import grpc
 
 import serving  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from serving import errors, metrics, proto_codec
+from serving import errors, metrics, proto_codec, request_logging
 from serving.servable import DEFAULT_SIGNATURE
 
 from tensorflow_serving.apis import (  # noqa: E402
@@ -24,10 +24,10 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
-def add_services(grpc_server, manager) -> None:
+def add_services(grpc_server, manager, request_logger=None) -> None:
     """Registers both TF Serving services on `grpc_server` (not yet started)."""
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager), grpc_server)
+        PredictionService(manager, request_logger), grpc_server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), grpc_server)
 
 
@@ -72,6 +72,7 @@ class _Call:
 
     def __enter__(self):
         self.started = time.monotonic()
+        self.received = time.time()  # the request time a request log records
         return self
 
     def __exit__(self, exc_type, exc, _traceback):
@@ -98,11 +99,19 @@ class _Call:
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """tensorflow.serving.PredictionService, answering as tensorflow_model_server does."""
 
-    def __init__(self, manager):
+    def __init__(self, manager, request_logger=None):
         self._manager = manager
+        self._request_logger = request_logger
+
+    def _log(self, call, kind, servable, signature_name, request, response):
+        """Hands a successful call to the request logger, which copies the protos later."""
+        if self._request_logger is not None:
+            self._request_logger.log(call.received, kind, servable.name, servable.version,
+                                     signature_name, request_logging.copy_protos, request,
+                                     response)
 
     def Predict(self, request, context):
-        with _Call(context, "predict", request.model_spec.name):
+        with _Call(context, "predict", request.model_spec.name) as call:
             _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
             inputs = proto_codec.inputs_as_numpy(request.inputs)
@@ -111,13 +120,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                                        deadline=_deadline(context))
             response = predict_pb2.PredictResponse()
             proto_codec.set_model_spec(response.model_spec, servable.name, servable.version,
-                            request.model_spec.signature_name)
+                                       request.model_spec.signature_name)
             for alias, value in outputs.items():
                 proto_codec.fill_tensor_proto(response.outputs[alias], value)
+            self._log(call, request_logging.PREDICT, servable,
+                      request.model_spec.signature_name, request, response)
             return response
 
     def Classify(self, request, context):
-        with _Call(context, "classify", request.model_spec.name):
+        with _Call(context, "classify", request.model_spec.name) as call:
             _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
             classes, scores = servable.classify(request.model_spec.signature_name,
@@ -125,12 +136,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                                                 deadline=_deadline(context))
             response = classification_pb2.ClassificationResponse()
             proto_codec.set_model_spec(response.model_spec, servable.name, servable.version,
-                            request.model_spec.signature_name)
+                                       request.model_spec.signature_name)
             proto_codec.classification_result(response.result, classes, scores)
+            self._log(call, request_logging.CLASSIFY, servable,
+                      request.model_spec.signature_name, request, response)
             return response
 
     def Regress(self, request, context):
-        with _Call(context, "regress", request.model_spec.name):
+        with _Call(context, "regress", request.model_spec.name) as call:
             _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
             values = servable.regress(request.model_spec.signature_name,
@@ -138,13 +151,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                                       deadline=_deadline(context))
             response = regression_pb2.RegressionResponse()
             proto_codec.set_model_spec(response.model_spec, servable.name, servable.version,
-                            request.model_spec.signature_name)
+                                       request.model_spec.signature_name)
             proto_codec.regression_result(response.result, values)
+            self._log(call, request_logging.REGRESS, servable,
+                      request.model_spec.signature_name, request, response)
             return response
 
     def MultiInference(self, request, context):
         first_spec = request.tasks[0].model_spec if request.tasks else None
-        with _Call(context, "multi_inference", first_spec.name if first_spec else ""):
+        with _Call(context, "multi_inference", first_spec.name if first_spec else "") as call:
             # TF Serving resolves the servable from the first task's spec, then checks tasks.
             servable = _servable(self._manager, first_spec or model_pb2.ModelSpec())
             _check_tasks(request.tasks, servable.signature_defs())
@@ -155,12 +170,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 if task.method_name == CLASSIFY_METHOD:
                     classes, scores = servable.classify(task.model_spec.signature_name,
                                                         examples, deadline=_deadline(context))
-                    proto_codec.classification_result(result.classification_result, classes, scores)
+                    proto_codec.classification_result(result.classification_result, classes,
+                                                      scores)
                 else:
                     proto_codec.regression_result(result.regression_result, servable.regress(
                         task.model_spec.signature_name, examples, deadline=_deadline(context)))
-                proto_codec.set_model_spec(result.model_spec, task.model_spec.name, servable.version,
-                                task.model_spec.signature_name)
+                proto_codec.set_model_spec(result.model_spec, task.model_spec.name,
+                                           servable.version, task.model_spec.signature_name)
+            self._log(call, request_logging.MULTI_INFERENCE, servable, None, request, response)
             return response
 
     def GetModelMetadata(self, request, context):
