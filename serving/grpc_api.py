@@ -26,9 +26,43 @@ SIGNATURE_DEF_FIELD = "signature_def"
 
 def add_services(grpc_server, manager, request_logger=None) -> None:
     """Registers both TF Serving services on `grpc_server` (not yet started)."""
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager, request_logger), grpc_server)
+    grpc_server.add_generic_rpc_handlers((
+        _prediction_service_handler(PredictionService(manager, request_logger)),))
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), grpc_server)
+
+
+class _Received:
+    """A request message and the bytes it was parsed from, which a request log reuses:
+    serializing a PredictRequest again would cost as much as parsing it."""
+    __slots__ = ("message", "data")
+
+    def __init__(self, message, data):
+        self.message, self.data = message, data
+
+
+def _prediction_service_handler(service):
+    """tensorflow.serving.PredictionService as the generated add_..._to_server registers it,
+    but the inference calls also get the bytes their request arrived as."""
+    def keeping_bytes(method, request_class):
+        return grpc.unary_unary_rpc_method_handler(
+            lambda received, context: method(received.message, context, received.data),
+            request_deserializer=lambda data: _Received(request_class.FromString(data), data),
+            response_serializer=lambda response: response.SerializeToString())
+
+    handlers = {
+        "Predict": keeping_bytes(service.Predict, predict_pb2.PredictRequest),
+        "Classify": keeping_bytes(service.Classify, classification_pb2.ClassificationRequest),
+        "Regress": keeping_bytes(service.Regress, regression_pb2.RegressionRequest),
+        "MultiInference": keeping_bytes(service.MultiInference,
+                                        inference_pb2.MultiInferenceRequest),
+        "GetModelMetadata": grpc.unary_unary_rpc_method_handler(
+            service.GetModelMetadata,
+            request_deserializer=get_model_metadata_pb2.GetModelMetadataRequest.FromString,
+            response_serializer=get_model_metadata_pb2.GetModelMetadataResponse
+            .SerializeToString),
+    }
+    return grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService",
+                                                handlers)
 
 
 # --- request plumbing shared by both services ---------------------------------------------
@@ -97,20 +131,23 @@ class _Call:
 # --- the services ---------------------------------------------------------------------------
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """tensorflow.serving.PredictionService, answering as tensorflow_model_server does."""
+    """tensorflow.serving.PredictionService, answering as tensorflow_model_server does.
+
+    The inference calls take the request's bytes too (request_bytes), for its log."""
 
     def __init__(self, manager, request_logger=None):
         self._manager = manager
         self._request_logger = request_logger
 
     def _log(self, call, kind, servable, signature_name, request, response):
-        """Hands a successful call to the request logger, which copies the protos later."""
+        """Hands a successful call to the request logger, which serializes it later.
+        request: the bytes the request arrived as, or (called directly) its message."""
         if self._request_logger is not None:
             self._request_logger.log(call.received, kind, servable.name, servable.version,
-                                     signature_name, request_logging.copy_protos, request,
-                                     response)
+                                     signature_name, request_logging.serialized_protos,
+                                     request, response)
 
-    def Predict(self, request, context):
+    def Predict(self, request, context, request_bytes=None):
         with _Call(context, "predict", request.model_spec.name) as call:
             _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
@@ -124,10 +161,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             for alias, value in outputs.items():
                 proto_codec.fill_tensor_proto(response.outputs[alias], value)
             self._log(call, request_logging.PREDICT, servable,
-                      request.model_spec.signature_name, request, response)
+                      request.model_spec.signature_name,
+                      request_bytes or request, response)
             return response
 
-    def Classify(self, request, context):
+    def Classify(self, request, context, request_bytes=None):
         with _Call(context, "classify", request.model_spec.name) as call:
             _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
@@ -139,10 +177,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                                        request.model_spec.signature_name)
             proto_codec.classification_result(response.result, classes, scores)
             self._log(call, request_logging.CLASSIFY, servable,
-                      request.model_spec.signature_name, request, response)
+                      request.model_spec.signature_name,
+                      request_bytes or request, response)
             return response
 
-    def Regress(self, request, context):
+    def Regress(self, request, context, request_bytes=None):
         with _Call(context, "regress", request.model_spec.name) as call:
             _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
@@ -154,10 +193,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                                        request.model_spec.signature_name)
             proto_codec.regression_result(response.result, values)
             self._log(call, request_logging.REGRESS, servable,
-                      request.model_spec.signature_name, request, response)
+                      request.model_spec.signature_name,
+                      request_bytes or request, response)
             return response
 
-    def MultiInference(self, request, context):
+    def MultiInference(self, request, context, request_bytes=None):
         first_spec = request.tasks[0].model_spec if request.tasks else None
         with _Call(context, "multi_inference", first_spec.name if first_spec else "") as call:
             # TF Serving resolves the servable from the first task's spec, then checks tasks.
@@ -177,7 +217,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                         task.model_spec.signature_name, examples, deadline=_deadline(context)))
                 proto_codec.set_model_spec(result.model_spec, task.model_spec.name,
                                            servable.version, task.model_spec.signature_name)
-            self._log(call, request_logging.MULTI_INFERENCE, servable, None, request, response)
+            self._log(call, request_logging.MULTI_INFERENCE, servable, None,
+                      request_bytes or request, response)
             return response
 
     def GetModelMetadata(self, request, context):

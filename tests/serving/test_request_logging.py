@@ -358,7 +358,7 @@ def test_a_full_queue_drops_logs_without_blocking():
     started = time.monotonic()
     for _ in range(3):
         logger.log(time.time(), request_logging.PREDICT, "queue_test", 1, "",
-                   request_logging.copy_protos, predict_pb2.PredictRequest(),
+                   request_logging.serialized_protos, predict_pb2.PredictRequest(),
                    predict_pb2.PredictResponse())
     assert time.monotonic() - started < 1
     text = metrics.prometheus_text()

@@ -1,0 +1,209 @@
+"""What request logging costs: REST and gRPC throughput of our server with a logging_config
+(sampling_rate 1.0, every call logged) against the same server without one.
+
+    python benchmarks/request_logging_bench.py \
+        --model_base_path=outputs/serving_model/taxi_tips --concurrency=8,32
+
+A script, not a test. Both servers run at once on loopback ports and the runs alternate
+between them (off, on, off, on, ...), so load from elsewhere on the machine hits both alike;
+each cell is the median of --repetitions runs. Uses serving_bench.py's load generators (wrk,
+h2load) and request bodies, and rewrites the "## Request logging cost" section at the end of
+benchmarks/serving_results.md, leaving the rest of the file as it is.
+"""
+import argparse
+import datetime
+import os
+import re
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import portpicker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import serving_bench as bench  # noqa: E402  (also puts the repository on sys.path)
+
+SECTION = "## Request logging cost"
+LOG_COUNT = re.compile(r':tensorflow:serving:request_log_count\{model_name="[^"]*",'
+                       r'status_code="([A-Z_]+)"\} (\d+)')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_base_path", default=str(bench.REPO / "outputs"
+                                                         / "serving_model" / "taxi_tips"))
+    parser.add_argument("--model_name", default="taxi_tips")
+    parser.add_argument("--signature", default="serving_raw")
+    parser.add_argument("--data_glob", default=str(bench.REPO / "data" / "spans" / "*"
+                                                   / "*.csv"))
+    parser.add_argument("--concurrency", default="8,32")
+    parser.add_argument("--batching", default="off,on")
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--warmup_seconds", type=float, default=1.0)
+    parser.add_argument("--output", default=str(bench.REPO / "benchmarks"
+                                                / "serving_results.md"))
+    return parser.parse_args(argv)
+
+
+def model_config(args, log_prefix=None) -> str:
+    logging_config = ""
+    if log_prefix:
+        logging_config = (f'    logging_config {{ sampling_config {{ sampling_rate: 1.0 }} '
+                          f'log_collector_config {{ type: "tfrecord" '
+                          f'filename_prefix: "{log_prefix}" }} }}\n')
+    return (f'model_config_list {{\n  config {{\n    name: "{args.model_name}"\n'
+            f'    base_path: "{os.path.abspath(args.model_base_path)}"\n'
+            f'    model_platform: "tensorflow"\n{logging_config}  }}\n}}\n')
+
+
+def start_server(args, label, batching, log_prefix=None):
+    name = f"logging-{'on' if log_prefix else 'off'}-batching-{batching}"
+    config_path = bench.WORK_DIR / f"{name}.config"
+    config_path.write_text(model_config(args, log_prefix))
+    monitoring = bench.WORK_DIR / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true }\n')
+    grpc_port, rest_port = portpicker.pick_unused_port(), portpicker.pick_unused_port()
+    command = [sys.executable, "-m", "serving", f"--port={grpc_port}",
+               f"--rest_api_port={rest_port}", f"--model_config_file={config_path}",
+               f"--monitoring_config_file={monitoring}"]
+    if batching == "on":
+        command.append("--enable_batching")
+    server = bench.Server(label, command, name,
+                          f"http://127.0.0.1:{rest_port}/v1/models/{args.model_name}",
+                          env={"PYTHONPATH": str(bench.REPO)})
+    server.grpc_port, server.rest_port = grpc_port, rest_port
+    return server
+
+
+def log_counts(server) -> dict:
+    """{status code: request logs} from the server's Prometheus page."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {status: int(count) for status, count in LOG_COUNT.findall(text)}
+
+
+def run_pair(args, batching, rest_body, grpc_body, message, results, log_dir):
+    """Both servers up at once; each (protocol, clients) alternates off/on runs."""
+    servers = {
+        "off": start_server(args, "no logging_config", batching),
+        "on": start_server(args, "logging_config, sampling 1.0", batching,
+                           str(log_dir / f"batching-{batching}" / "requests")),
+    }
+    try:
+        response_bytes = {}
+        for key, server in servers.items():
+            rest_url = (f"http://127.0.0.1:{server.rest_port}/v1/models/"
+                        f"{args.model_name}:predict")
+            bench.http_post_json(rest_url, rest_body.read_bytes())  # answers before timing
+            response_bytes[key] = len(bench.grpc_raw_call(server.grpc_port, bench.TF_PREDICT,
+                                                          message)) + 5
+
+        def run(key, protocol, concurrency, seconds):
+            server = servers[key]
+            if protocol == "REST":
+                return bench.wrk_run(f"http://127.0.0.1:{server.rest_port}/v1/models/"
+                                     f"{args.model_name}:predict", rest_body, concurrency,
+                                     seconds)
+            return bench.h2load_run(f"http://127.0.0.1:{server.grpc_port}{bench.TF_PREDICT}",
+                                    grpc_body, concurrency, seconds, response_bytes[key])
+
+        for protocol in ("REST", "gRPC"):
+            for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                runs = {"off": [], "on": []}
+                for key in runs:
+                    run(key, protocol, concurrency, args.warmup_seconds)
+                for _ in range(args.repetitions):
+                    for key in runs:
+                        runs[key].append(run(key, protocol, concurrency, args.seconds))
+                stats = {key: bench.summarize(value) for key, value in runs.items()}
+                results.append((protocol, batching, concurrency, stats))
+                print(f"{protocol} batching {batching} c={concurrency}: "
+                      f"off {stats['off']['rps']:.0f}/s p50 {stats['off']['p50_ms']:.2f} ms, "
+                      f"on {stats['on']['rps']:.0f}/s p50 {stats['on']['p50_ms']:.2f} ms "
+                      f"({stats['on']['rps'] / stats['off']['rps'] - 1:+.1%}), "
+                      f"load {bench._load_average()}", flush=True)
+        return log_counts(servers["on"])
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def write_section(path, args, results, counts, log_bytes, context):
+    lines = [
+        SECTION,
+        "",
+        f"- Date: {context['date']}; `{context['command']}`",
+        f"- Machine: {context['machine']}",
+        f"- Model: `{context['version_dir']}`, signature `{args.signature}`, one row per "
+        "request; the same server without a logging_config and with one at "
+        "`sampling_rate: 1.0` (every call logged), both running, runs alternating "
+        f"between them; each cell the median of {args.repetitions} runs of "
+        f"{args.seconds:g} s after a {args.warmup_seconds:g} s warm-up",
+        f"- Load generators: {context['tools']}, closed loop on the same machine",
+        f"- Logs written during the runs: {counts.get('OK', 0):,} "
+        f"({log_bytes / 1e6:.1f} MB of TFRecord files), dropped on a full queue: "
+        f"{counts.get('RESOURCE_EXHAUSTED', 0):,}, failed: {counts.get('INTERNAL', 0):,}",
+        "",
+        "| protocol | batching | clients | requests/s without | requests/s with logging | "
+        "change | p50 ms without | p50 ms with |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for protocol, batching, concurrency, stats in results:
+        off, on = stats["off"], stats["on"]
+        failures = off["failures"] + on["failures"]
+        lines.append(
+            f"| {protocol} | {batching} | {concurrency} | {off['rps']:.0f} | {on['rps']:.0f} | "
+            f"{on['rps'] / off['rps'] - 1:+.1%} | {off['p50_ms']:.2f} | {on['p50_ms']:.2f} |"
+            + (f" ({failures} failed)" if failures else ""))
+    lines.append("")
+    previous = Path(path).read_text(encoding="utf-8") if Path(path).exists() else ""
+    start = previous.find(SECTION)
+    if start < 0:
+        text = previous.rstrip("\n") + "\n\n" + "\n".join(lines)
+    else:
+        end = previous.find("\n## ", start + len(SECTION))
+        text = previous[:start] + "\n".join(lines) + (previous[end:] if end >= 0 else "")
+    Path(path).write_text(text, encoding="utf-8")
+    return lines
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    bench.WORK_DIR.mkdir(parents=True, exist_ok=True)
+    load_at_start = bench._load_average()
+    version_dir = bench.latest_version_dir(args.model_base_path)
+    dtypes = bench.signature_input_dtypes(version_dir, args.signature)
+    row, _ = bench.realistic_row(args.data_glob, dtypes)
+    arrays = bench.as_arrays([row], dtypes)
+    rest_body, grpc_body, message = bench.predict_bodies(args.model_name, args.signature, row,
+                                                         arrays, "logging")
+    log_dir = bench.WORK_DIR / "request_logs"
+    shutil.rmtree(log_dir, ignore_errors=True)
+
+    results, counts = [], {}
+    for batching in args.batching.split(","):
+        for status, count in run_pair(args, batching, rest_body, grpc_body, message, results,
+                                      log_dir).items():
+            counts[status] = counts.get(status, 0) + count
+    log_bytes = sum(path.stat().st_size for path in log_dir.rglob("*.tfrecord"))
+    context = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": bench.machine_description(load_at_start),
+        "command": shlex.join(["python", "benchmarks/request_logging_bench.py",
+                               *(sys.argv[1:] if argv is None else argv)]),
+        "version_dir": os.path.relpath(version_dir, bench.REPO),
+        "tools": bench.tool_versions(),
+    }
+    lines = write_section(args.output, args, results, counts, log_bytes, context)
+    print("\n".join(lines), flush=True)
+    print(f"wrote the {SECTION!r} section of {args.output}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
