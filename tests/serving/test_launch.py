@@ -115,6 +115,23 @@ def test_auto_prefers_the_binary_on_path(tmp_path):
         in result.stderr
 
 
+def test_auto_picks_python_for_a_config_that_logs_requests(tmp_path):
+    """tensorflow_model_server would not start: it has no request logger to create."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    binary = bin_dir / "tensorflow_model_server"
+    binary.write_text("#!/bin/sh\nexit 1\n")
+    binary.chmod(0o755)
+    config = tmp_path / "models.config"
+    config.write_text('model_config_list { config { name: "m" base_path: "/m" '
+                      'logging_config { log_collector_config { type: "tfrecord" '
+                      'filename_prefix: "/logs/m" } } } }\n')
+    result = launch("--dry_run", f"--model_config_file={config}", path=str(bin_dir))
+    assert result.returncode == 0, result.stderr
+    assert "serving.launch: python: the model config has a logging_config" in result.stderr
+    assert shlex.split(result.stdout)[1:3] == ["-m", "serving"]
+
+
 def test_auto_falls_back_to_python_without_binary_or_docker(no_servers_path):
     result = launch("--dry_run", "--model_base_path=/m", path=no_servers_path)
     assert result.stdout == shlex.join([PYTHON, "-m", "serving", "--model_base_path=/m"]) + "\n"
