@@ -40,6 +40,7 @@ def parse_args(argv=None):
                                                    / "*.csv"))
     parser.add_argument("--concurrency", default="8,32")
     parser.add_argument("--batching", default="off,on")
+    parser.add_argument("--protocols", default="REST,gRPC")
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--warmup_seconds", type=float, default=1.0)
@@ -113,7 +114,7 @@ def run_pair(args, batching, rest_body, grpc_body, message, results, log_dir):
             return bench.h2load_run(f"http://127.0.0.1:{server.grpc_port}{bench.TF_PREDICT}",
                                     grpc_body, concurrency, seconds, response_bytes[key])
 
-        for protocol in ("REST", "gRPC"):
+        for protocol in args.protocols.split(","):
             for concurrency in [int(c) for c in args.concurrency.split(",")]:
                 runs = {"off": [], "on": []}
                 for key in runs:

@@ -10,7 +10,7 @@ from serving import errors
 from serving.servable import DEFAULT_SIGNATURE
 
 import tensorflow as tf  # noqa: E402  (after `serving` set the Keras flavour)
-from tensorflow.core.framework import types_pb2  # noqa: E402
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # noqa: E402,E501
 
 
 def set_model_spec(model_spec, name, version, signature_name=None):
@@ -146,6 +146,115 @@ def fill_tensor_proto(tensor_proto, value) -> None:
     if array.dtype.kind == "c":  # complex values go in as (real, imaginary) pairs
         flat = np.stack([flat.real, flat.imag], axis=-1).ravel()
     getattr(tensor_proto, field).extend(flat.tolist())
+
+
+# --- serialized tensors, for the request logger --------------------------------------------------
+# The request logger needs bytes, not messages. Building a message costs microseconds a
+# field through protobuf's Python API, and serializing a map of them as much again: a
+# 14-feature request took ~80 us to log, a sixth of the request's own cost on two cores.
+# Written directly, from a header worked out once per dtype and shape, the same bytes take
+# ~1 us a tensor; tests hold them equal to fill_tensor_proto's serialized.
+
+def length_delimited(field_number: int, payload: bytes) -> bytes:
+    """One protobuf field of wire type 2 (a message, string or packed values)."""
+    return varint(field_number << 3 | 2) + varint(len(payload)) + payload
+
+
+_ONE_BYTE_VARINTS = [bytes((value,)) for value in range(128)]
+
+
+def varint(value: int) -> bytes:
+    """A protobuf varint; a negative value as its 64-bit two's complement, as protobuf does."""
+    if 0 <= value < 128:  # tags, lengths and small numbers: nearly every call
+        return _ONE_BYTE_VARINTS[value]
+    value &= 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_TENSOR_FIELDS = {name: field.number
+                  for name, field in tensor_pb2.TensorProto.DESCRIPTOR.fields_by_name.items()}
+_SHAPE_DIM = tensor_shape_pb2.TensorShapeProto.DESCRIPTOR.fields_by_name["dim"].number
+_DIM_SIZE = tensor_shape_pb2.TensorShapeProto.Dim.DESCRIPTOR.fields_by_name["size"].number
+# numpy dtypes written here, -> a little-endian fixed-width format, or None for varints.
+_PACKED_FORMATS = {np.dtype(name): packed for name, packed in (
+    ("float32", "<f4"), ("float64", "<f8"), ("int8", None), ("int16", None), ("int32", None),
+    ("uint8", None), ("uint16", None), ("int64", None), ("uint32", None), ("uint64", None),
+    ("bool", None))}
+_MAX_PLANS = 1024  # (dtype, shape) pairs remembered; shapes vary with batch sizes
+_tensor_plans = {}
+
+
+def _tensor_plan(array):
+    """(header: dtype and shape fields, values field tag or None for strings, packed
+    format), or None for dtypes left to fill_tensor_proto (half, complex, ...)."""
+    if array.dtype.kind in ("O", "S", "U"):
+        dtype, tag, packed_format = types_pb2.DT_STRING, None, None
+    elif array.dtype in _PACKED_FORMATS:
+        dtype, field = _output_encoding(array.dtype)
+        tag, packed_format = varint(_TENSOR_FIELDS[field] << 3 | 2), _PACKED_FORMATS[array.dtype]
+    else:
+        return None
+    header = varint(_TENSOR_FIELDS["dtype"] << 3) + varint(dtype)
+    if array.shape:  # proto3 leaves a zero size out: an empty Dim
+        header += length_delimited(_TENSOR_FIELDS["tensor_shape"], b"".join(
+            length_delimited(_SHAPE_DIM, varint(_DIM_SIZE << 3) + varint(size) if size else b"")
+            for size in array.shape))
+    return header, tag, packed_format
+
+
+def serialized_tensor_proto(value) -> bytes:
+    """fill_tensor_proto's TensorProto, serialized, without building the message."""
+    array = np.asarray(value)
+    key = (array.dtype, array.shape)
+    plan = _tensor_plans.get(key, False)
+    if plan is False:
+        if len(_tensor_plans) >= _MAX_PLANS:
+            _tensor_plans.clear()
+        plan = _tensor_plans[key] = _tensor_plan(array)
+    if plan is None:
+        message = tensor_pb2.TensorProto()
+        fill_tensor_proto(message, array)
+        return message.SerializeToString()
+    header, tag, packed_format = plan
+    if tag is None:  # strings: one string_val field each
+        string_tag = _STRING_VAL_TAG
+        parts = [header]
+        for item in array.ravel():
+            item = item if isinstance(item, bytes) else str(item).encode("utf-8")
+            parts += (string_tag, varint(len(item)), item)
+        return b"".join(parts)
+    if not array.size:
+        return header
+    flat = array.ravel()
+    payload = (flat.astype(packed_format, copy=False).tobytes() if packed_format
+               else b"".join([varint(item) for item in flat.tolist()]))
+    return b"".join((header, tag, varint(len(payload)), payload))
+
+
+_STRING_VAL_TAG = varint(_TENSOR_FIELDS["string_val"] << 3 | 2)
+_MAP_KEYS = {}  # alias -> its serialized map-entry key field
+_MAP_VALUE_TAG = varint(2 << 3 | 2)  # a map entry's value is its field 2
+
+
+def serialized_tensor_map(field_number: int, tensors: dict) -> bytes:
+    """A map<string, TensorProto> field (PredictRequest.inputs, PredictResponse.outputs)."""
+    field_tag, value_tag = varint(field_number << 3 | 2), _MAP_VALUE_TAG
+    parts = []
+    for alias, value in tensors.items():
+        key = _MAP_KEYS.get(alias)
+        if key is None:
+            key = length_delimited(1, alias.encode("utf-8"))
+            if len(_MAP_KEYS) < _MAX_PLANS:
+                _MAP_KEYS[alias] = key
+        tensor = serialized_tensor_proto(value)
+        entry = b"".join((key, value_tag, varint(len(tensor)), tensor))
+        parts += (field_tag, varint(len(entry)), entry)
+    return b"".join(parts)
 
 
 def classification_result(result, classes, scores) -> None:

@@ -144,6 +144,9 @@ class RequestLogger:
             queued = self._queue
             while queued:
                 self._write(*queued.popleft())
+                # Hand the GIL over between logs: held for a whole batch, it would keep
+                # the request threads waiting for the interpreter's 5 ms switch interval.
+                time.sleep(0)
             if stopping:
                 self._flush_all(closing=True)
                 return
@@ -214,6 +217,7 @@ def _prediction_log(settings, kind, model_name, version, signature_name, timesta
     """
     from tensorflow_serving.apis import logging_pb2
 
+    from serving.proto_codec import length_delimited
     from serving.servable import DEFAULT_SIGNATURE
 
     metadata = logging_pb2.LogMetadata()
@@ -227,10 +231,10 @@ def _prediction_log(settings, kind, model_name, version, signature_name, timesta
     request, response = build(*parts)
     fields = _log_fields()
     return b"".join((
-        _length_delimited(fields["log_metadata"], metadata.SerializeToString()),
-        _length_delimited(fields[kind], b"".join((
-            _length_delimited(fields[kind, "request"], request),
-            _length_delimited(fields[kind, "response"], response))))))
+        length_delimited(fields["log_metadata"], metadata.SerializeToString()),
+        length_delimited(fields[kind], b"".join((
+            length_delimited(fields[kind, "request"], request),
+            length_delimited(fields[kind, "response"], response))))))
 
 
 _LOG_FIELDS = {}
@@ -250,21 +254,6 @@ def _log_fields() -> dict:
                 numbers[kind, part] = fields[kind].message_type.fields_by_name[part].number
         _LOG_FIELDS.update(numbers)
     return _LOG_FIELDS
-
-
-def _length_delimited(field_number: int, payload: bytes) -> bytes:
-    """One protobuf field of wire type 2 (a message): tag, length, payload."""
-    return _varint(field_number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(value: int) -> bytes:
-    """A protobuf varint (tags and lengths here are never negative)."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 # --- builders: (serialized request, serialized response) from what an API layer holds ----------
@@ -288,20 +277,25 @@ def _request_model_spec(model_spec, name, version, label, signature_name):
 
 def predict_from_arrays(name, version, label, signature_name, served_version, inputs,
                         outputs) -> tuple:
-    """REST predict: the decoded inputs and the outputs as PredictRequest/PredictResponse."""
-    from tensorflow_serving.apis import predict_pb2
+    """REST predict: the decoded inputs and the outputs as PredictRequest/PredictResponse,
+    the tensors serialized directly (proto_codec.serialized_tensor_map: a sixth of the
+    cost of building the messages)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2
 
     from serving import proto_codec
 
-    request = predict_pb2.PredictRequest()
-    _request_model_spec(request.model_spec, name, version, label, signature_name)
-    for alias, value in inputs.items():
-        proto_codec.fill_tensor_proto(request.inputs[alias], value)
-    response = predict_pb2.PredictResponse()
-    proto_codec.set_model_spec(response.model_spec, name, served_version, signature_name)
-    for alias, value in outputs.items():
-        proto_codec.fill_tensor_proto(response.outputs[alias], value)
-    return request.SerializeToString(), response.SerializeToString()
+    request_fields = predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name
+    response_fields = predict_pb2.PredictResponse.DESCRIPTOR.fields_by_name
+    request_spec, response_spec = model_pb2.ModelSpec(), model_pb2.ModelSpec()
+    _request_model_spec(request_spec, name, version, label, signature_name)
+    proto_codec.set_model_spec(response_spec, name, served_version, signature_name)
+    request = (proto_codec.length_delimited(request_fields["model_spec"].number,
+                                            request_spec.SerializeToString())
+               + proto_codec.serialized_tensor_map(request_fields["inputs"].number, inputs))
+    response = (proto_codec.serialized_tensor_map(response_fields["outputs"].number, outputs)
+                + proto_codec.length_delimited(response_fields["model_spec"].number,
+                                               response_spec.SerializeToString()))
+    return request, response
 
 
 def _examples_request(request, name, version, label, signature_name, context, examples):

@@ -13,17 +13,18 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.example import example_pb2
-from tensorflow.core.framework import types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (classification_pb2, inference_pb2, model_management_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_log_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import errors, metrics, request_logging, rest_api
+from serving import errors, metrics, proto_codec, request_logging, rest_api
 from tests.serving.conftest import make_model_base, start_server, wait_for, write_model_config
 from tests.serving.test_grpc_prediction_service import build_tf1_half_plus_two
 
@@ -345,6 +346,26 @@ def test_bad_collector_type_stops_the_server_at_start_up(saved_models, module_tm
     assert server.process.returncode == 1
     assert "unsupported log_collector_config.type 'csv'" in server.log()
     assert not (root / "logs").exists()
+
+
+@pytest.mark.parametrize("array", [
+    np.array([1.5, -2.0], np.float32), np.array([[1, -3, 2 ** 40]], np.int64),
+    np.array([-1, 7], np.int32), np.array([7, 255], np.uint8), np.array([2 ** 63], np.uint64),
+    np.array([True, False]), np.array([[0.25]], np.float64), np.array(3.0, np.float32),
+    np.zeros((0, 3), np.float32), np.array([b"a", b"", "\u00e9".encode()], object),
+    np.array(["text"], object), np.array([1.0], np.float16), np.array([1 + 2j], np.complex64)],
+    ids=lambda array: f"{array.dtype}{list(array.shape)}")
+def test_tensors_are_serialized_as_fill_tensor_proto_builds_them(array):
+    """The request logger's direct serialization gives exactly the API's bytes."""
+    message = tensor_pb2.TensorProto()
+    proto_codec.fill_tensor_proto(message, array)
+    assert proto_codec.serialized_tensor_proto(array) == message.SerializeToString()
+    request = predict_pb2.PredictRequest()
+    proto_codec.fill_tensor_proto(request.inputs["a"], array)
+    proto_codec.fill_tensor_proto(request.inputs["b"], array)
+    assert predict_pb2.PredictRequest.FromString(proto_codec.serialized_tensor_map(
+        predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name["inputs"].number,
+        {"a": array, "b": array})) == request
 
 
 def test_a_full_queue_drops_logs_without_blocking():
