@@ -141,18 +141,23 @@ class RequestLogger:
         next_flush = time.monotonic() + FLUSH_SECONDS
         while True:
             stopping = self._stopping.wait(DRAIN_SECONDS)
-            queued = self._queue
-            while queued:
-                self._write(*queued.popleft())
-                # Hand the GIL over between logs: held for a whole batch, it would keep
-                # the request threads waiting for the interpreter's 5 ms switch interval.
-                time.sleep(0)
-            if stopping:
-                self._flush_all(closing=True)
-                return
-            if time.monotonic() >= next_flush:
-                self._flush_all()
-                next_flush = time.monotonic() + FLUSH_SECONDS
+            try:
+                queued = self._queue
+                while queued:
+                    self._write(*queued.popleft())
+                    # Hand the GIL over between logs: held for a whole batch, it would keep
+                    # the request threads waiting for the interpreter's 5 ms switch interval.
+                    time.sleep(0)
+                if stopping:
+                    self._flush_all(closing=True)
+                    return
+                if time.monotonic() >= next_flush:
+                    self._flush_all()
+                    next_flush = time.monotonic() + FLUSH_SECONDS
+            except Exception:  # a bug here must not end logging for the server's lifetime
+                log.exception("Request logger failed; it goes on with the next logs")
+                if stopping:
+                    return
 
     def _write(self, settings, kind, model_name, version, signature_name, timestamp, build,
                parts):
