@@ -53,7 +53,7 @@ def check_logging_config(model_config) -> None:
             f"{where}: sampling_config.sampling_rate must be between 0 and 1, got {rate}")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: one per config read
 class LogSettings:
     """One model's logging_config, read once per config rather than once per request."""
     sampling_rate: float
@@ -218,28 +218,46 @@ def _prediction_log(settings, kind, model_name, version, signature_name, timesta
     Protobuf fields are concatenated bytes, so the request and response (serialized once,
     or for gRPC the bytes the request arrived as) are wrapped, not copied into a new
     message and serialized again: that halves the writer's time per log, which on a small
-    machine is CPU the requests lack.
+    machine is CPU the requests lack. LogMetadata is serialized once per model version and
+    signature; only its timestamp is added per log.
     """
-    from tensorflow_serving.apis import logging_pb2
+    from serving.proto_codec import length_delimited, varint
 
-    from serving.proto_codec import length_delimited
-    from serving.servable import DEFAULT_SIGNATURE
-
-    metadata = logging_pb2.LogMetadata()
-    metadata.model_spec.name = model_name
-    metadata.model_spec.version.value = version
-    if signature_name is not None:
-        metadata.model_spec.signature_name = signature_name or DEFAULT_SIGNATURE
-    metadata.sampling_config.CopyFrom(settings.sampling_config)
-    metadata.saved_model_tags.append(SERVE_TAG)
-    metadata.timestamp_secs = int(timestamp)
     request, response = build(*parts)
     fields = _log_fields()
+    metadata = _metadata_without_time(settings, model_name, version, signature_name) \
+        + fields["timestamp_secs_tag"] + varint(int(timestamp))
     return b"".join((
-        length_delimited(fields["log_metadata"], metadata.SerializeToString()),
+        length_delimited(fields["log_metadata"], metadata),
         length_delimited(fields[kind], b"".join((
             length_delimited(fields[kind, "request"], request),
             length_delimited(fields[kind, "response"], response))))))
+
+
+_MAX_METADATA = 1024  # (settings, model, version, signature) kept; cleared when full
+_metadata = {}
+
+
+def _metadata_without_time(settings, model_name, version, signature_name) -> bytes:
+    key = (settings, model_name, version, signature_name)
+    serialized = _metadata.get(key)
+    if serialized is None:
+        from tensorflow_serving.apis import logging_pb2
+
+        from serving.servable import DEFAULT_SIGNATURE
+
+        metadata = logging_pb2.LogMetadata()
+        metadata.model_spec.name = model_name
+        metadata.model_spec.version.value = version
+        if signature_name is not None:
+            metadata.model_spec.signature_name = signature_name or DEFAULT_SIGNATURE
+        metadata.sampling_config.CopyFrom(settings.sampling_config)
+        metadata.saved_model_tags.append(SERVE_TAG)
+        serialized = metadata.SerializeToString()
+        if len(_metadata) >= _MAX_METADATA:
+            _metadata.clear()
+        _metadata[key] = serialized
+    return serialized
 
 
 _LOG_FIELDS = {}
@@ -247,12 +265,17 @@ _LOG_FIELDS = {}
 
 def _log_fields() -> dict:
     """Field numbers of PredictionLog ("log_metadata", "predict_log", ...) and of each log
-    kind's request and response ((kind, "request")), read from the descriptors."""
+    kind's request and response ((kind, "request")), read from the descriptors; and the
+    tag of LogMetadata.timestamp_secs."""
     if not _LOG_FIELDS:
-        from tensorflow_serving.apis import prediction_log_pb2
+        from tensorflow_serving.apis import logging_pb2, prediction_log_pb2
+
+        from serving.proto_codec import varint
 
         fields = prediction_log_pb2.PredictionLog.DESCRIPTOR.fields_by_name
-        numbers = {"log_metadata": fields["log_metadata"].number}
+        timestamp = logging_pb2.LogMetadata.DESCRIPTOR.fields_by_name["timestamp_secs"]
+        numbers = {"log_metadata": fields["log_metadata"].number,
+                   "timestamp_secs_tag": varint(timestamp.number << 3)}  # a varint field
         for kind in (PREDICT, CLASSIFY, REGRESS, MULTI_INFERENCE):
             numbers[kind] = fields[kind].number
             for part in ("request", "response"):
