@@ -164,7 +164,6 @@ class RestApi:
                 _predict_log(name, version, label, signature_name, servable, inputs,
                              outputs))
 
-
     @staticmethod
     def _decode_predict(doc, servable, signature_name):
         tensor_infos = servable.signature_inputs(signature_name)

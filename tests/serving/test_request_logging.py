@@ -401,6 +401,9 @@ def reload(server, config_text):
     return grpc.StatusCode.OK, ""
 
 
+MAX_FILE_BYTES = 1500  # about ten logs of half_plus_two: the last test sees files rotate
+
+
 @pytest.fixture(scope="module")
 def reloaded(saved_models, module_tmp):
     """half_plus_two without logging, its config file polled every second."""
@@ -409,7 +412,8 @@ def reloaded(saved_models, module_tmp):
     config_path = root / "models.config"
     write_model_config(config_path, {"half_plus_two": base})
     server = start_server(f"--model_config_file={config_path}",
-                          "--model_config_file_poll_wait_seconds=1", tmp_dir=root)
+                          "--model_config_file_poll_wait_seconds=1",
+                          f"--request_log_max_file_bytes={MAX_FILE_BYTES}", tmp_dir=root)
     server.root, server.base, server.config_path = root, base, config_path
     yield server
     server.stop()
@@ -467,7 +471,7 @@ def test_a_grpc_reload_turns_logging_off(reloaded):
     assert len(read_logs(second)) == count
 
 
-def test_stopping_the_server_writes_every_queued_log(reloaded):
+def test_stopping_the_server_writes_every_queued_log_in_rotated_files(reloaded):
     third = reloaded.root / "logs" / "third"
     assert reload(reloaded, config_text(reloaded, third)) == (grpc.StatusCode.OK, "")
     for i in range(20):
@@ -475,6 +479,9 @@ def test_stopping_the_server_writes_every_queued_log(reloaded):
                              {"instances": [100.0 + i]})[0] == 200
     reloaded.stop()  # SIGTERM, straight after the calls: well within a flush interval
     assert reloaded.process.returncode == 0
-    logged = sorted(entry.predict_log.request.inputs["x"].float_val[0]
-                    for entry in read_logs(third))
-    assert logged == [100.0 + i for i in range(20)]
+    logged = [entry.predict_log.request.inputs["x"].float_val[0] for entry in read_logs(third)]
+    assert logged == [100.0 + i for i in range(20)]  # files in name order, logs in call order
+    files = log_files(third)
+    assert len(files) > 1
+    assert all(Path(path).stat().st_size <= MAX_FILE_BYTES for path in files)
+    assert [int(FILE_NAME.search(path).group(3)) for path in files] == list(range(len(files)))
