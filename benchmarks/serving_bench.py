@@ -363,21 +363,29 @@ def measure(label, run_once, concurrencies, args, results):
               f"client CPU {stats['client_cpu']:.0%}", flush=True)
 
 
-def bench_ours(args, row, arrays, expected, concurrencies, results):
+def predict_bodies(model_name, signature, row, arrays, file_prefix):
+    """(REST body file, gRPC body file, serialized PredictRequest) for one row: the TF
+    Serving API bodies wrk and h2load send, written under WORK_DIR."""
     from tensorflow_serving.apis import predict_pb2
     import tensorflow as tf
 
-    rest_body = WORK_DIR / "ours_rest.json"
-    rest_body.write_bytes(json.dumps({"signature_name": args.signature,
+    rest_body = WORK_DIR / f"{file_prefix}_rest.json"
+    rest_body.write_bytes(json.dumps({"signature_name": signature,
                                       "instances": [row]}).encode())
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = args.model_name
-    request.model_spec.signature_name = args.signature
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
     for name, value in arrays.items():
         request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
     message = request.SerializeToString()
-    grpc_body = WORK_DIR / "ours_grpc.bin"
+    grpc_body = WORK_DIR / f"{file_prefix}_grpc.bin"
     grpc_body.write_bytes(b"\0" + len(message).to_bytes(4, "big") + message)
+    return rest_body, grpc_body, message
+
+
+def bench_ours(args, row, arrays, expected, concurrencies, results):
+    rest_body, grpc_body, message = predict_bodies(args.model_name, args.signature, row,
+                                                   arrays, "ours")
 
     for batching in args.batching.split(","):
         grpc_port, rest_port = portpicker.pick_unused_port(), portpicker.pick_unused_port()

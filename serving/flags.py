@@ -33,6 +33,12 @@ FLAGS = [
      "Time a client has to send a whole HTTP/REST request (headers and body), counted from "
      "the connection opening or the previous response; also how long an idle keep-alive "
      "connection is kept."),
+    # Not in tensorflow_model_server, which has no working request logger; named in its style.
+    ("request_log_max_file_bytes", int, 64 * 1024 * 1024,
+     "A request log file (logging_config in --model_config_file) is closed and the next one "
+     "started once it would grow past this many bytes."),
+    ("request_log_max_file_age_seconds", int, 3600,
+     "A request log file is closed and the next one started once it has been open this long."),
     ("bind_address", str, "127.0.0.1",
      "Address the gRPC and HTTP/REST servers listen on. Defaults to loopback only (unlike "
      "tensorflow_model_server, which listens on all interfaces); pass 0.0.0.0 to serve other "

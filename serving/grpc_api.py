@@ -4,22 +4,18 @@ A thin layer like model_servers/prediction_service_impl.cc: it turns protos into
 and serialized examples, asks the manager for a Servable and maps ServingError to status.
 """
 import logging
-import math
 import time
 
 import grpc
-import numpy as np
 
 import serving  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from serving import errors, metrics
+from serving import errors, metrics, proto_codec, request_logging
 from serving.servable import DEFAULT_SIGNATURE
 
-import tensorflow as tf  # noqa: E402  (after `serving` set the Keras flavour)
 from tensorflow_serving.apis import (  # noqa: E402
     classification_pb2, get_model_metadata_pb2, get_model_status_pb2, inference_pb2,
     model_management_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
     prediction_service_pb2_grpc, regression_pb2)
-from tensorflow.core.framework import types_pb2  # noqa: E402
 
 log = logging.getLogger("serving.grpc_api")
 
@@ -28,11 +24,45 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
-def add_services(grpc_server, manager) -> None:
+def add_services(grpc_server, manager, request_logger=None) -> None:
     """Registers both TF Serving services on `grpc_server` (not yet started)."""
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager), grpc_server)
+    grpc_server.add_generic_rpc_handlers((
+        _prediction_service_handler(PredictionService(manager, request_logger)),))
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), grpc_server)
+
+
+class _Received:
+    """A request message and the bytes it was parsed from, which a request log reuses:
+    serializing a PredictRequest again would cost as much as parsing it."""
+    __slots__ = ("message", "data")
+
+    def __init__(self, message, data):
+        self.message, self.data = message, data
+
+
+def _prediction_service_handler(service):
+    """tensorflow.serving.PredictionService as the generated add_..._to_server registers it,
+    but the inference calls also get the bytes their request arrived as."""
+    def keeping_bytes(method, request_class):
+        return grpc.unary_unary_rpc_method_handler(
+            lambda received, context: method(received.message, context, received.data),
+            request_deserializer=lambda data: _Received(request_class.FromString(data), data),
+            response_serializer=lambda response: response.SerializeToString())
+
+    handlers = {
+        "Predict": keeping_bytes(service.Predict, predict_pb2.PredictRequest),
+        "Classify": keeping_bytes(service.Classify, classification_pb2.ClassificationRequest),
+        "Regress": keeping_bytes(service.Regress, regression_pb2.RegressionRequest),
+        "MultiInference": keeping_bytes(service.MultiInference,
+                                        inference_pb2.MultiInferenceRequest),
+        "GetModelMetadata": grpc.unary_unary_rpc_method_handler(
+            service.GetModelMetadata,
+            request_deserializer=get_model_metadata_pb2.GetModelMetadataRequest.FromString,
+            response_serializer=get_model_metadata_pb2.GetModelMetadataResponse
+            .SerializeToString),
+    }
+    return grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService",
+                                                handlers)
 
 
 # --- request plumbing shared by both services ---------------------------------------------
@@ -54,14 +84,6 @@ def _servable(manager, model_spec):
     return manager.servable(model_spec.name)
 
 
-def _set_model_spec(model_spec, name, version, signature_name=None):
-    """Response model_spec as TF Serving's MakeModelSpec fills it."""
-    model_spec.name = name
-    model_spec.version.value = version
-    if signature_name is not None:
-        model_spec.signature_name = signature_name or DEFAULT_SIGNATURE
-
-
 _NO_DEADLINE_SECONDS = 365 * 24 * 3600  # longer than any real deadline
 
 
@@ -76,153 +98,6 @@ def _deadline(context):
     return time.monotonic() + remaining
 
 
-def _serialized_examples(input_proto) -> list:
-    """Input -> serialized tf.Examples, the tensor a classify/regress signature takes.
-
-    With a context, the context's bytes go first: parsing the concatenation merges
-    both messages, so an example's own feature wins over a context feature of the
-    same name, exactly as TF Serving does it.
-    """
-    kind = input_proto.WhichOneof("kind")
-    if kind == "example_list":
-        return [e.SerializeToString() for e in input_proto.example_list.examples]
-    if kind == "example_list_with_context":
-        with_context = input_proto.example_list_with_context
-        context = with_context.context.SerializeToString()
-        return [context + e.SerializeToString() for e in with_context.examples]
-    return []
-
-
-# DataType -> (numpy dtype, the typed TensorProto field that holds its values).
-_PROTO_FIELDS = {
-    types_pb2.DT_FLOAT: (np.float32, "float_val"), types_pb2.DT_DOUBLE: (np.float64, "double_val"),
-    types_pb2.DT_INT32: (np.int32, "int_val"), types_pb2.DT_INT16: (np.int16, "int_val"),
-    types_pb2.DT_INT8: (np.int8, "int_val"), types_pb2.DT_UINT8: (np.uint8, "int_val"),
-    types_pb2.DT_UINT16: (np.uint16, "int_val"), types_pb2.DT_INT64: (np.int64, "int64_val"),
-    types_pb2.DT_UINT32: (np.uint32, "uint32_val"), types_pb2.DT_UINT64: (np.uint64, "uint64_val"),
-    types_pb2.DT_BOOL: (np.bool_, "bool_val"), types_pb2.DT_STRING: (object, "string_val"),
-}
-
-
-def _tensor_proto_to_numpy(tensor_proto):
-    """TensorProto -> ndarray with TF's Tensor::FromProto rules for the common dtypes.
-
-    tf.make_ndarray costs ~15 us a tensor, as much as a small model's whole run for a
-    request of 14 raw features; this direct path is a few times faster. Every attribute
-    read of a proto costs, so each is read once.
-    """
-    dtype_and_field = _PROTO_FIELDS.get(tensor_proto.dtype)
-    if dtype_and_field is None:  # half, bfloat16, complex, ...: TF's own converter
-        return tf.make_ndarray(tensor_proto)
-    dtype, field = dtype_and_field
-    shape = [d.size for d in tensor_proto.tensor_shape.dim]
-    count = 1
-    for size in shape:
-        if size < 0:
-            raise ValueError("negative dimension")
-        count *= size
-    if dtype is not object:
-        content = tensor_proto.tensor_content
-        if content:
-            return np.frombuffer(content, dtype=dtype).reshape(shape).copy()
-    values = getattr(tensor_proto, field)
-    given = len(values)
-    if given == count:  # the usual case: one value per element
-        if dtype is object:
-            array = np.empty(count, dtype=object)
-            array[:] = list(values)
-            return array.reshape(shape)
-        return np.array(list(values), dtype=dtype).reshape(shape)
-    if given > count:
-        raise ValueError("more values than the shape holds")
-    # Like TF, a short value list is padded with its last value (or zeros/empty).
-    values = list(values) + [values[-1] if given else (b"" if dtype is object else 0)] * (
-        count - given)
-    if dtype is object:
-        array = np.empty(count, dtype=object)
-        array[:] = values
-        return array.reshape(shape)
-    return np.array(values, dtype=dtype).reshape(shape)
-
-
-def _inputs_as_numpy(request_inputs) -> dict:
-    arrays = {}
-    # By key, not .items(): a proto map's items() is a pure-Python view, ~1 us an entry.
-    for alias in request_inputs:
-        try:
-            arrays[alias] = _tensor_proto_to_numpy(request_inputs[alias])
-        except Exception:  # any malformed TensorProto: TF's FromProto just fails
-            raise errors.invalid_argument(f"tensor parsing error: {alias}") from None
-    return arrays
-
-
-# numpy kind/size -> the typed TensorProto field TF's Tensor::AsProtoField writes.
-_VALUE_FIELDS = {
-    "float32": "float_val", "float64": "double_val", "int8": "int_val", "int16": "int_val",
-    "int32": "int_val", "uint8": "int_val", "uint16": "int_val", "int64": "int64_val",
-    "uint32": "uint32_val", "uint64": "uint64_val", "bool": "bool_val",
-    "complex64": "scomplex_val", "complex128": "dcomplex_val",
-}
-
-
-# numpy dtype -> (DataType enum, *_val field or None); tf.dtypes.as_dtype and dtype.name
-# cost microseconds a call, as much as writing a small output.
-_OUTPUT_ENCODINGS = {}
-
-
-def _output_encoding(numpy_dtype):
-    encoding = _OUTPUT_ENCODINGS.get(numpy_dtype)
-    if encoding is None:
-        encoding = _OUTPUT_ENCODINGS[numpy_dtype] = (
-            tf.dtypes.as_dtype(numpy_dtype).as_datatype_enum,
-            _VALUE_FIELDS.get(numpy_dtype.name))
-    return encoding
-
-
-def _fill_tensor_proto(tensor_proto, value) -> None:
-    """Writes an output the way TF Serving's Predict does: typed *_val fields.
-
-    Clients such as TF Serving's own examples read `outputs[...].float_val`
-    directly, which tf.make_tensor_proto's packed tensor_content would break.
-    """
-    array = np.asarray(value)
-    for size in array.shape:
-        tensor_proto.tensor_shape.dim.add().size = size
-    if array.dtype.kind in ("O", "S", "U"):
-        tensor_proto.dtype = types_pb2.DT_STRING
-        tensor_proto.string_val.extend(
-            v if isinstance(v, bytes) else str(v).encode("utf-8") for v in array.ravel())
-        return
-    tensor_proto.dtype, field = _output_encoding(array.dtype)
-    if field is None:  # float16/bfloat16 and rarer types: the packed form is still valid
-        tensor_proto.tensor_content = array.tobytes()
-        return
-    flat = array.ravel()
-    if array.dtype.kind == "c":  # complex values go in as (real, imaginary) pairs
-        flat = np.stack([flat.real, flat.imag], axis=-1).ravel()
-    getattr(tensor_proto, field).extend(flat.tolist())
-
-
-def _classification_result(result, classes, scores) -> None:
-    batch = classes.shape[0] if classes is not None else scores.shape[0]
-    num_classes = classes.shape[1] if classes is not None else scores.shape[1]
-    for row in range(batch):
-        classifications = result.classifications.add()
-        for column in range(num_classes):
-            entry = classifications.classes.add()
-            if classes is not None:
-                label = classes[row, column]
-                entry.label = label.decode("utf-8", "replace") if isinstance(
-                    label, bytes) else str(label)
-            if scores is not None:
-                entry.score = float(scores[row, column])
-
-
-def _regression_result(result, values) -> None:
-    for value in values:
-        result.regressions.add().value = float(value)
-
-
 class _Call:
     """Times one RPC, reports it to metrics and turns ServingError into a gRPC status."""
 
@@ -231,6 +106,7 @@ class _Call:
 
     def __enter__(self):
         self.started = time.monotonic()
+        self.received = time.time()  # the request time a request log records
         return self
 
     def __exit__(self, exc_type, exc, _traceback):
@@ -255,71 +131,94 @@ class _Call:
 # --- the services ---------------------------------------------------------------------------
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """tensorflow.serving.PredictionService, answering as tensorflow_model_server does."""
+    """tensorflow.serving.PredictionService, answering as tensorflow_model_server does.
 
-    def __init__(self, manager):
+    The inference calls take the request's bytes too (request_bytes), for its log."""
+
+    def __init__(self, manager, request_logger=None):
         self._manager = manager
+        self._request_logger = request_logger
 
-    def Predict(self, request, context):
-        with _Call(context, "predict", request.model_spec.name):
+    def _log(self, call, kind, servable, signature_name, request, response):
+        """Hands a successful call to the request logger, which serializes it later.
+        request: the bytes the request arrived as, or (called directly) its message."""
+        if self._request_logger is not None:
+            self._request_logger.log(call.received, kind, servable.name, servable.version,
+                                     signature_name, request_logging.serialized_protos,
+                                     request, response)
+
+    def Predict(self, request, context, request_bytes=None):
+        with _Call(context, "predict", request.model_spec.name) as call:
             _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
-            inputs = _inputs_as_numpy(request.inputs)
+            inputs = proto_codec.inputs_as_numpy(request.inputs)
             outputs = servable.predict(request.model_spec.signature_name, inputs,
                                        list(request.output_filter) or None,
                                        deadline=_deadline(context))
             response = predict_pb2.PredictResponse()
-            _set_model_spec(response.model_spec, servable.name, servable.version,
-                            request.model_spec.signature_name)
+            proto_codec.set_model_spec(response.model_spec, servable.name, servable.version,
+                                       request.model_spec.signature_name)
             for alias, value in outputs.items():
-                _fill_tensor_proto(response.outputs[alias], value)
+                proto_codec.fill_tensor_proto(response.outputs[alias], value)
+            self._log(call, request_logging.PREDICT, servable,
+                      request.model_spec.signature_name,
+                      request_bytes or request, response)
             return response
 
-    def Classify(self, request, context):
-        with _Call(context, "classify", request.model_spec.name):
+    def Classify(self, request, context, request_bytes=None):
+        with _Call(context, "classify", request.model_spec.name) as call:
             _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
             classes, scores = servable.classify(request.model_spec.signature_name,
-                                                _serialized_examples(request.input),
+                                                proto_codec.serialized_examples(request.input),
                                                 deadline=_deadline(context))
             response = classification_pb2.ClassificationResponse()
-            _set_model_spec(response.model_spec, servable.name, servable.version,
-                            request.model_spec.signature_name)
-            _classification_result(response.result, classes, scores)
+            proto_codec.set_model_spec(response.model_spec, servable.name, servable.version,
+                                       request.model_spec.signature_name)
+            proto_codec.classification_result(response.result, classes, scores)
+            self._log(call, request_logging.CLASSIFY, servable,
+                      request.model_spec.signature_name,
+                      request_bytes or request, response)
             return response
 
-    def Regress(self, request, context):
-        with _Call(context, "regress", request.model_spec.name):
+    def Regress(self, request, context, request_bytes=None):
+        with _Call(context, "regress", request.model_spec.name) as call:
             _require_model_spec(request)
             servable = _servable(self._manager, request.model_spec)
             values = servable.regress(request.model_spec.signature_name,
-                                      _serialized_examples(request.input),
+                                      proto_codec.serialized_examples(request.input),
                                       deadline=_deadline(context))
             response = regression_pb2.RegressionResponse()
-            _set_model_spec(response.model_spec, servable.name, servable.version,
-                            request.model_spec.signature_name)
-            _regression_result(response.result, values)
+            proto_codec.set_model_spec(response.model_spec, servable.name, servable.version,
+                                       request.model_spec.signature_name)
+            proto_codec.regression_result(response.result, values)
+            self._log(call, request_logging.REGRESS, servable,
+                      request.model_spec.signature_name,
+                      request_bytes or request, response)
             return response
 
-    def MultiInference(self, request, context):
+    def MultiInference(self, request, context, request_bytes=None):
         first_spec = request.tasks[0].model_spec if request.tasks else None
-        with _Call(context, "multi_inference", first_spec.name if first_spec else ""):
+        with _Call(context, "multi_inference", first_spec.name if first_spec else "") as call:
             # TF Serving resolves the servable from the first task's spec, then checks tasks.
             servable = _servable(self._manager, first_spec or model_pb2.ModelSpec())
             _check_tasks(request.tasks, servable.signature_defs())
-            examples = _serialized_examples(request.input)
+            examples = proto_codec.serialized_examples(request.input)
             response = inference_pb2.MultiInferenceResponse()
             for task in request.tasks:
                 result = response.results.add()
                 if task.method_name == CLASSIFY_METHOD:
                     classes, scores = servable.classify(task.model_spec.signature_name,
                                                         examples, deadline=_deadline(context))
-                    _classification_result(result.classification_result, classes, scores)
+                    proto_codec.classification_result(result.classification_result, classes,
+                                                      scores)
                 else:
-                    _regression_result(result.regression_result, servable.regress(
+                    proto_codec.regression_result(result.regression_result, servable.regress(
                         task.model_spec.signature_name, examples, deadline=_deadline(context)))
-                _set_model_spec(result.model_spec, task.model_spec.name, servable.version,
-                                task.model_spec.signature_name)
+                proto_codec.set_model_spec(result.model_spec, task.model_spec.name,
+                                           servable.version, task.model_spec.signature_name)
+            self._log(call, request_logging.MULTI_INFERENCE, servable, None,
+                      request_bytes or request, response)
             return response
 
     def GetModelMetadata(self, request, context):
@@ -337,7 +236,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             for name, signature in servable.signature_defs().items():
                 signature_map.signature_def[name].CopyFrom(signature)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
-            _set_model_spec(response.model_spec, servable.name, servable.version)
+            proto_codec.set_model_spec(response.model_spec, servable.name, servable.version)
             response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
             return response
 

@@ -786,11 +786,9 @@ def example_from_json(value):
     return example
 
 
-def decode_examples_request(doc: dict) -> list:
-    """Serialized tf.Examples of a classify/regress request, each merged with its context."""
-    context = b""
-    if CONTEXT_KEY in doc:
-        context = example_from_json(doc[CONTEXT_KEY]).SerializeToString()
+def decode_examples_request(doc: dict) -> tuple:
+    """A classify/regress request's (context tf.Example or None, [tf.Example])."""
+    context = example_from_json(doc[CONTEXT_KEY]) if CONTEXT_KEY in doc else None
     if EXAMPLES_KEY not in doc:
         raise _format_error(doc, "When method is classify, key 'examples' is expected and was "
                                  "not found")
@@ -799,8 +797,16 @@ def decode_examples_request(doc: dict) -> list:
         raise _format_error(doc, "Expecting 'examples' value to be an list/array")
     if not examples:
         raise _format_error(doc, "'examples' value is an empty array")
-    # Concatenated serializations merge: the example's own features win over the context.
-    return [context + example_from_json(example).SerializeToString() for example in examples]
+    return context, [example_from_json(example) for example in examples]
+
+
+def serialized_examples(context, examples) -> list:
+    """The tensor a classify/regress signature takes: each example merged with the context.
+
+    Concatenated serializations merge: the example's own features win over the context's.
+    """
+    prefix = context.SerializeToString() if context is not None else b""
+    return [prefix + example.SerializeToString() for example in examples]
 
 
 def encode_classify_response(classes, scores) -> str:

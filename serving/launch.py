@@ -149,10 +149,23 @@ def docker_engine_running() -> tuple[bool, str]:
     return True, f"Docker engine {result.stdout.strip()} is running"
 
 
-def choose_server(requested: str) -> tuple[str, str]:
+def logs_requests(flags: Sequence[str]) -> bool:
+    """Whether the --model_config_file asks for request logging, which TF Serving's own
+    server refuses to start with ("No request-logger-creator provided")."""
+    config_file = flag_value(flags, "model_config_file")
+    if not config_file or not os.path.exists(config_file):
+        return False
+    with open(config_file, encoding="utf-8") as handle:
+        return re.search(r"\blogging_config\s*[:{]", handle.read()) is not None
+
+
+def choose_server(requested: str, flags: Sequence[str] = ()) -> tuple[str, str]:
     """Returns (server, reason); a server asked for by name is taken as is."""
     if requested != "auto":
         return requested, f"--server={requested} was asked for"
+    if logs_requests(flags):
+        return "python", ("the model config has a logging_config, which only this "
+                          "project's Python server writes; using it")
     if shutil.which(BINARY):
         return BINARY, f"{BINARY} is on PATH at {shutil.which(BINARY)}"
     reasons = [f"{BINARY} is not on PATH"]
@@ -183,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--docker_image", default=default_docker_image())
     args, flags = parser.parse_known_args(argv)
 
-    server, reason = choose_server(args.server)
+    server, reason = choose_server(args.server, flags)
     command = server_command(server, flags, args.docker_image)
     print(f"serving.launch: {server}: {reason}", file=sys.stderr, flush=True)
     if args.dry_run:

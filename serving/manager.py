@@ -15,7 +15,7 @@ import time
 
 import grpc
 
-from serving import errors
+from serving import errors, request_logging
 
 log = logging.getLogger("serving.manager")
 
@@ -392,7 +392,8 @@ class ModelManager:
 
 
 def _validated_model_configs(config) -> list:
-    """The config's model entries, or INVALID_ARGUMENT for what TF Serving refuses."""
+    """The config's model entries, or INVALID_ARGUMENT for what TF Serving refuses (and for a
+    logging_config this server cannot write)."""
     which = config.WhichOneof("config")
     if which == "custom_model_config":
         raise errors.invalid_argument("ModelServer does not yet support custom model config.")
@@ -407,6 +408,7 @@ def _validated_model_configs(config) -> list:
         if platform != "tensorflow":
             raise errors.invalid_argument(
                 f"Model {model_config.name} requested unsupported platform {platform}")
+        request_logging.check_logging_config(model_config)
     return model_configs
 
 

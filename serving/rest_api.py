@@ -10,7 +10,7 @@ import re
 import time
 import urllib.parse
 
-from serving import errors, json_codec, metrics
+from serving import errors, json_codec, metrics, request_logging
 
 log = logging.getLogger("serving.rest")
 
@@ -32,11 +32,15 @@ _DEADLINED_APIS = ("predict", "classify", "regress")
 
 
 class RestApi:
-    """Turns (method, path, body) into (HTTP status, JSON text); knows nothing of sockets."""
+    """Turns (method, path, body) into (HTTP status, JSON text); knows nothing of sockets.
 
-    def __init__(self, manager, timeout_in_ms: int = 30000):
+    Each API handler returns (JSON text, RequestLogger.log's arguments but the time, or None).
+    """
+
+    def __init__(self, manager, timeout_in_ms: int = 30000, request_logger=None):
         self.manager = manager
         self.timeout_seconds = timeout_in_ms / 1000.0 if timeout_in_ms > 0 else None
+        self.request_logger = request_logger
 
     async def handle_async(self, method: str, path: str, body: bytes, executor):
         """-> (HTTP status, JSON text), on an asyncio event loop, without blocking it.
@@ -49,6 +53,7 @@ class RestApi:
         answered "Timed out" while its run finishes in the background, as before.
         """
         started = time.monotonic()
+        received = time.time()  # the request time its log records
         model_name, api = "", None
         loop = asyncio.get_running_loop()
         try:
@@ -58,11 +63,15 @@ class RestApi:
             batched = self._batched_servable(*args[:3]) \
                 if api == "predict" and len(body) <= LOOP_DECODE_MAX_BYTES else None
             if batched is not None:
-                output = await self._predict_on_loop(loop, executor, deadline, batched, body)
+                output, call_log = await self._predict_on_loop(loop, executor, deadline,
+                                                               batched, *args)
             else:
-                output = await _within(loop.run_in_executor(executor, handler, *args),
-                                       deadline)
+                output, call_log = await _within(
+                    loop.run_in_executor(executor, handler, *args), deadline)
             status_name, http_status = "OK", 200
+            # Only a call answered 200 in time is logged (not one that ran past its deadline).
+            if call_log is not None and self.request_logger is not None:
+                self.request_logger.log(received, *call_log)
         except Exception as e:
             status_name, http_status, output = self._error(e, method, path)
         self._observe(model_name, api, status_name, started)
@@ -76,7 +85,8 @@ class RestApi:
             return None  # the pool path reports it, after the body's own errors
         return servable if servable.batching else None
 
-    async def _predict_on_loop(self, loop, executor, deadline, servable, body):
+    async def _predict_on_loop(self, loop, executor, deadline, servable, name, version, label,
+                               body):
         doc = json_codec.parse_json(body)
         signature_name = json_codec.signature_name_of(doc)
         inputs, request_format = self._decode_predict(doc, servable, signature_name)
@@ -95,7 +105,9 @@ class RestApi:
         else:
             await _within(done, deadline)
             outputs = servable.predict_outputs(task, aliases)
-        return json_codec.encode_predict_response(outputs, request_format)
+        return (json_codec.encode_predict_response(outputs, request_format),
+                _predict_log(name, version, label, signature_name, servable, inputs,
+                             outputs))
 
     def _error(self, e, method, path):
         """-> (status code name, HTTP status, JSON text) for an exception, as TF Serving."""
@@ -148,7 +160,9 @@ class RestApi:
         servable = self.manager.servable(name, version, label)
         inputs, request_format = self._decode_predict(doc, servable, signature_name)
         outputs = servable.predict(signature_name, inputs)
-        return json_codec.encode_predict_response(outputs, request_format)
+        return (json_codec.encode_predict_response(outputs, request_format),
+                _predict_log(name, version, label, signature_name, servable, inputs,
+                             outputs))
 
     @staticmethod
     def _decode_predict(doc, servable, signature_name):
@@ -160,21 +174,31 @@ class RestApi:
                                                _named_inputs(doc)) from None
 
     def _examples_request(self, name, version, label, body):
-        """Classify and regress read the same body: (servable, signature, examples)."""
+        """Classify and regress read the same body: (servable, signature, context, examples)."""
         doc = json_codec.parse_json(body)
         signature_name = json_codec.signature_name_of(doc)
-        examples = json_codec.decode_examples_request(doc)
-        return self.manager.servable(name, version, label), signature_name, examples
+        context, examples = json_codec.decode_examples_request(doc)
+        return self.manager.servable(name, version, label), signature_name, context, examples
 
     def _classify(self, name, version, label, body):
-        servable, signature_name, examples = self._examples_request(name, version, label, body)
-        classes, scores = servable.classify(signature_name, examples)
-        return json_codec.encode_classify_response(classes, scores)
+        servable, signature_name, context, examples = self._examples_request(
+            name, version, label, body)
+        classes, scores = servable.classify(
+            signature_name, json_codec.serialized_examples(context, examples))
+        return json_codec.encode_classify_response(classes, scores), (
+            request_logging.CLASSIFY, name, servable.version, signature_name,
+            request_logging.classify_from_examples, name, version, label, signature_name,
+            servable.version, context, examples, classes, scores)
 
     def _regress(self, name, version, label, body):
-        servable, signature_name, examples = self._examples_request(name, version, label, body)
-        values = servable.regress(signature_name, examples)
-        return json_codec.encode_regress_response(values)
+        servable, signature_name, context, examples = self._examples_request(
+            name, version, label, body)
+        values = servable.regress(signature_name,
+                                  json_codec.serialized_examples(context, examples))
+        return json_codec.encode_regress_response(values), (
+            request_logging.REGRESS, name, servable.version, signature_name,
+            request_logging.regress_from_examples, name, version, label, signature_name,
+            servable.version, context, examples, values)
 
     def _status(self, name, version, label):
         states = self.manager.version_states(name, version, label)
@@ -184,7 +208,7 @@ class RestApi:
                         "error_message": state.error_message}}
             for state in states]}
         # TF Serving prints protobuf JSON with add_whitespace: one-space indents.
-        return json.dumps(body, indent=1, ensure_ascii=False) + "\n"
+        return json.dumps(body, indent=1, ensure_ascii=False) + "\n", None
 
     def _metadata(self, name, version, label):
         from google.protobuf import json_format
@@ -202,7 +226,15 @@ class RestApi:
             indent=1, ensure_ascii=False)
         # Same layout as TF Serving, which glues two protobuf JSON strings together.
         return ('{\n"model_spec":' + json.dumps(model_spec, indent=1) + ",\n"
-                '"metadata": {"signature_def": ' + signature_json + "}\n}\n")
+                '"metadata": {"signature_def": ' + signature_json + "}\n}\n"), None
+
+
+def _predict_log(name, version, label, signature_name, servable, inputs, outputs):
+    """RequestLogger.log's arguments (but the time) for a REST predict; the writer thread
+    builds the protos."""
+    return (request_logging.PREDICT, name, servable.version, signature_name,
+            request_logging.predict_from_arrays, name, version, label, signature_name,
+            servable.version, inputs, outputs)
 
 
 async def _within(future, deadline):

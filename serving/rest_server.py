@@ -269,7 +269,8 @@ class RestServer:
 
     def __init__(self, host: str, port: int, manager, timeout_in_ms: int = 30000,
                  enable_cors: bool = False, num_threads: int = 0, monitoring_config=None,
-                 max_body_bytes: int = 100 * 1024 * 1024, read_timeout_in_ms: int = 50000):
+                 max_body_bytes: int = 100 * 1024 * 1024, read_timeout_in_ms: int = 50000,
+                 request_logger=None):
         self.socket = _bind(host, port)  # before anything else, so a taken port fails start-up
         self.port = self.socket.getsockname()[1]
         prometheus_path = None
@@ -280,8 +281,8 @@ class RestServer:
         # batched predicts wait on the event loop instead, bounded by the batch queue.
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=num_threads if num_threads > 0 else 64, thread_name_prefix="rest")
-        app = RestApp(RestApi(manager, timeout_in_ms), self.executor, enable_cors,
-                      prometheus_path, max_body_bytes)
+        app = RestApp(RestApi(manager, timeout_in_ms, request_logger), self.executor,
+                      enable_cors, prometheus_path, max_body_bytes)
         read_timeout_seconds = max(read_timeout_in_ms, 1) / 1000.0
         config = uvicorn.Config(
             app, loop="uvloop", http=_protocol_class(read_timeout_seconds), ws="none",

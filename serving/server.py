@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from serving import errors, flags, model_config
+from serving import errors, flags, model_config, request_logging
 
 log = logging.getLogger("serving")
 
@@ -30,6 +30,7 @@ class ModelServer:
         self.options = options
         self.monitoring_config = monitoring_config
         self._stopped = threading.Event()
+        self._finished = threading.Event()
         batcher_factory = None
         if options.enable_batching:
             from serving import batching
@@ -50,6 +51,11 @@ class ModelServer:
                 options.allow_version_labels_for_unavailable_models),
             max_num_load_retries=options.max_num_load_retries,
             load_retry_interval_micros=options.load_retry_interval_micros)
+        # Reads the served config on each call, so a reload's logging_config applies at once.
+        self.request_logger = request_logging.RequestLogger(
+            lambda: self.manager.config,
+            max_file_bytes=options.request_log_max_file_bytes,
+            max_file_age_seconds=options.request_log_max_file_age_seconds)
         self.grpc_server = None
         self.http_server = None
         self.grpc_port = None
@@ -62,6 +68,7 @@ class ModelServer:
             self.manager.start()
         except errors.ServingError as e:
             raise StartupError(e.message) from None
+        self.request_logger.start()
         self._start_grpc()
         if self.options.rest_api_port:
             self._start_rest()
@@ -89,7 +96,7 @@ class ModelServer:
             log.error("serving.grpc_api could not be imported (%s): the gRPC port is open "
                       "but serves no API", e)
         else:
-            grpc_api.add_services(self.grpc_server, self.manager)
+            grpc_api.add_services(self.grpc_server, self.manager, self.request_logger)
 
         def bind(address):
             try:  # grpc raises on a taken address, or returns 0 in older releases
@@ -114,6 +121,7 @@ class ModelServer:
         try:
             self.http_server = rest_server.RestServer(
                 self.options.bind_address, self.options.rest_api_port, self.manager,
+                request_logger=self.request_logger,
                 timeout_in_ms=self.options.rest_api_timeout_in_ms,
                 enable_cors=self.options.rest_api_enable_cors_support,
                 num_threads=self.options.rest_api_num_threads,
@@ -156,16 +164,24 @@ class ModelServer:
                     log.error("%s", error)
                 last_error, failed_text = error, text
 
-    def wait(self):
+    def wait(self, stop_timeout: float = 30):
+        """Returns once stop() has finished (its request logs are on disk), or stop_timeout
+        seconds after it began."""
         self._stopped.wait()
+        self._finished.wait(stop_timeout)
 
     def stop(self):
         self._stopped.set()
-        if self.http_server is not None:
-            self.http_server.stop()
-        if self.grpc_server is not None:
-            self.grpc_server.stop(grace=1)
-        self.manager.stop()
+        try:
+            if self.http_server is not None:
+                self.http_server.stop()
+            if self.grpc_server is not None:
+                self.grpc_server.stop(grace=1).wait(5)
+            # After the front ends: calls answered during their grace period are logged too.
+            self.request_logger.stop()
+            self.manager.stop()
+        finally:
+            self._finished.set()
 
 
 def parse_grpc_channel_arguments(text: str) -> list:

@@ -102,17 +102,37 @@ def test_dry_run_docker_reads_space_separated_flags_too(no_servers_path):
     assert command[-1] == f"--model_base_path={absolute}"
 
 
-def test_auto_prefers_the_binary_on_path(tmp_path):
-    # Only its presence on PATH is looked at: --dry_run never runs it.
+def fake_binary(tmp_path):
+    """A `tensorflow_model_server` on its own PATH folder; --dry_run never runs it."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     binary = bin_dir / "tensorflow_model_server"
     binary.write_text("#!/bin/sh\nexit 3\n")
     binary.chmod(0o755)
+    return binary
+
+
+def test_auto_prefers_the_binary_on_path(tmp_path):
+    # Only its presence on PATH is looked at: --dry_run never runs it.
+    binary = fake_binary(tmp_path)
+    bin_dir = binary.parent
     result = launch("--dry_run", "--port=9000", "--model_base_path=/m", path=str(bin_dir))
     assert result.stdout == f"{binary} --port=9000 --model_base_path=/m\n"
     assert f"tensorflow_model_server: tensorflow_model_server is on PATH at {binary}" \
         in result.stderr
+
+
+def test_auto_picks_python_for_a_config_that_logs_requests(tmp_path):
+    """tensorflow_model_server would not start: it has no request logger to create."""
+    bin_dir = fake_binary(tmp_path).parent
+    config = tmp_path / "models.config"
+    config.write_text('model_config_list { config { name: "m" base_path: "/m" '
+                      'logging_config { log_collector_config { type: "tfrecord" '
+                      'filename_prefix: "/logs/m" } } } }\n')
+    result = launch("--dry_run", f"--model_config_file={config}", path=str(bin_dir))
+    assert result.returncode == 0, result.stderr
+    assert "serving.launch: python: the model config has a logging_config" in result.stderr
+    assert shlex.split(result.stdout)[1:3] == ["-m", "serving"]
 
 
 def test_auto_falls_back_to_python_without_binary_or_docker(no_servers_path):

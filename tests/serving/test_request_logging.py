@@ -1,0 +1,487 @@
+"""Request logging (logging_config in --model_config_file): sampled, successful calls end up as
+tensorflow.serving.PredictionLog records in TFRecord files, read here with tf.data while the
+server runs, as a monitoring job would read them.
+
+One server (batching on, so REST predicts take both the event-loop and the pool path) serves
+the content, sampling, failure and metrics tests; a second one is reconfigured by the reload
+tests and finally stopped to show that stopping flushes.
+"""
+import http.client
+import json
+import re
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.example import example_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import (classification_pb2, inference_pb2, model_management_pb2,
+                                     model_service_pb2_grpc, predict_pb2, prediction_log_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import errors, metrics, proto_codec, request_logging, rest_api
+from tests.serving.conftest import make_model_base, start_server, wait_for, write_model_config
+from tests.serving.test_grpc_prediction_service import build_tf1_half_plus_two
+
+METRICS_PATH = "/monitoring/prometheus/metrics"
+FILE_NAME = re.compile(r"-(\d{8}T\d{6})-(\d+)-(\d{5})\.tfrecord$")
+
+
+def logging_config(prefix, sampling_rate=1.0, collector_type="tfrecord"):
+    return (f'    logging_config {{\n'
+            f'      sampling_config {{ sampling_rate: {sampling_rate} }}\n'
+            f'      log_collector_config {{ type: "{collector_type}" '
+            f'filename_prefix: "{prefix}" }}\n    }}\n')
+
+
+def log_files(prefix) -> list:
+    prefix = Path(prefix)
+    return sorted(str(path) for path in prefix.parent.glob(prefix.name + "-*.tfrecord"))
+
+
+def read_logs(prefix) -> list:
+    """Every PredictionLog under a filename prefix, read with TensorFlow's TFRecord reader."""
+    logs = []
+    for path in log_files(prefix):
+        for record in tf.data.TFRecordDataset(path):
+            logs.append(prediction_log_pb2.PredictionLog.FromString(record.numpy()))
+    return logs
+
+
+def wait_for_log(prefix, matches, timeout=15):
+    """The first log under prefix for which matches(log) holds, once written (<= ~1 s)."""
+    return wait_for(lambda: next((entry for entry in read_logs(prefix) if matches(entry)),
+                                 None), timeout=timeout, message=f"a matching log in {prefix}")
+
+
+def settled_count(prefix) -> int:
+    """The number of logs under prefix once the writer has flushed what it had."""
+    def unchanged_over_a_flush():
+        first = len(read_logs(prefix))
+        time.sleep(1.2)  # a flush interval and a bit
+        return (first,) if len(read_logs(prefix)) == first else None
+
+    return wait_for(unchanged_over_a_flush, timeout=20, message=f"logs in {prefix} to settle")[0]
+
+
+def example(**features):
+    result = example_pb2.Example()
+    for name, value in features.items():
+        result.features.feature[name].float_list.value.append(value)
+    return result
+
+
+def metric_value(text, line_prefix):
+    for line in text.splitlines():
+        if line.startswith(line_prefix + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def server(saved_models, module_tmp):
+    """half_plus_two and multi_io log everything, sampled logs a tenth, tf1 (for
+    MultiInference) logs everything, unlogged has no logging_config."""
+    root = module_tmp / "server"
+    logs = root / "outputs" / "request_logs"
+    half_plus_two = make_model_base(root / "half_plus_two", {1: saved_models["half_plus_two"]})
+    tf1 = make_model_base(root / "tf1", {1: build_tf1_half_plus_two(str(root / "tf1_export"))})
+    config = write_model_config(root / "models.config", {
+        "half_plus_two": {"base_path": half_plus_two,
+                          "extra": logging_config(logs / "half_plus_two")},
+        "multi_io": {"base_path": make_model_base(root / "multi_io",
+                                                  {1: saved_models["multi_io"]}),
+                     "extra": logging_config(logs / "multi_io")},
+        "sampled": {"base_path": half_plus_two,
+                    "extra": logging_config(logs / "sampled", sampling_rate=0.1)},
+        "tf1": {"base_path": tf1, "extra": logging_config(logs / "tf1")},
+        "unlogged": half_plus_two,
+    })
+    monitoring = root / "monitoring.config"
+    monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}\n')
+    server = start_server(f"--model_config_file={config}", "--enable_batching",
+                          f"--monitoring_config_file={monitoring}", tmp_dir=root)
+    server.logs = logs
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+# --- what a log holds -----------------------------------------------------------------------
+
+def test_rest_predict_is_logged_as_a_predict_request_and_response(server):
+    before = int(time.time())
+    status, body, _, _ = server.post("/v1/models/half_plus_two:predict",
+                                     {"instances": [10.0, 11.0]})
+    assert (status, body) == (200, {"predictions": [7.0, 7.5]})
+    entry = wait_for_log(server.logs / "half_plus_two",
+                         lambda e: list(e.predict_log.request.inputs["x"].float_val) == [10, 11])
+    metadata = entry.log_metadata
+    assert metadata.model_spec.name == "half_plus_two"
+    assert metadata.model_spec.version.value == 1
+    assert metadata.model_spec.signature_name == "serving_default"
+    assert metadata.sampling_config.sampling_rate == 1.0
+    assert before <= metadata.timestamp_secs <= time.time()
+    request = entry.predict_log.request
+    assert request.model_spec.name == "half_plus_two"
+    assert request.inputs["x"].dtype == types_pb2.DT_FLOAT
+    assert [d.size for d in request.inputs["x"].tensor_shape.dim] == [2]
+    response = entry.predict_log.response
+    assert response.model_spec.version.value == 1
+    assert list(response.outputs["y"].float_val) == [7.0, 7.5]
+
+
+def test_rest_predict_logs_one_tensor_per_named_input(server):
+    """Raw features, as taxi's serving_raw takes them: each its own typed tensor."""
+    status, _, _, _ = server.post("/v1/models/multi_io/versions/1:predict", {
+        "signature_name": "serving_default",
+        "instances": [{"a": 1.5, "b": 3, "text": "taxi", "image_bytes": {"b64": "AAE="}}]})
+    assert status == 200
+    entry = wait_for_log(server.logs / "multi_io",
+                         lambda e: list(e.predict_log.request.inputs["text"].string_val)
+                         == [b"taxi"])
+    inputs = entry.predict_log.request.inputs
+    assert sorted(inputs) == ["a", "b", "image_bytes", "text"]
+    assert (inputs["a"].dtype, list(inputs["a"].float_val)) == (types_pb2.DT_FLOAT, [1.5])
+    assert (inputs["b"].dtype, list(inputs["b"].int64_val)) == (types_pb2.DT_INT64, [3])
+    assert list(inputs["image_bytes"].string_val) == [b"\x00\x01"]
+    assert entry.predict_log.request.model_spec.version.value == 1
+    assert list(entry.predict_log.response.outputs["sum"].float_val) == [4.5]
+
+
+def test_large_rest_predict_is_logged_too(server):
+    """Bodies over rest_api.LOOP_DECODE_MAX_BYTES take the thread-pool path."""
+    values = [1000.0 + i for i in range(100)]
+    body = json.dumps({"instances": values}) + " " * rest_api.LOOP_DECODE_MAX_BYTES
+    assert server.post("/v1/models/half_plus_two:predict", body)[0] == 200
+    entry = wait_for_log(server.logs / "half_plus_two",
+                         lambda e: e.predict_log.request.inputs["x"].float_val[:1] == [1000.0])
+    assert list(entry.predict_log.request.inputs["x"].float_val) == values
+
+
+def test_rest_classify_and_regress_log_their_examples(server):
+    status, body, _, _ = server.post("/v1/models/half_plus_two:classify", {
+        "signature_name": "classify_x_to_y", "examples": [{"x": 21.0}]})
+    assert (status, body) == (200, {"results": [[["", 12.5]]]})
+    status, body, _, _ = server.post("/v1/models/half_plus_two:regress", {
+        "signature_name": "regress_x_to_y", "context": {"x": 0.0}, "examples": [{"x": 22.0}]})
+    assert (status, body) == (200, {"results": [13.0]})
+
+    prefix = server.logs / "half_plus_two"
+    classify = wait_for_log(prefix, lambda e: e.HasField("classify_log")).classify_log
+    assert list(classify.request.input.example_list.examples) == [example(x=21.0)]
+    assert classify.request.model_spec.signature_name == "classify_x_to_y"
+    assert classify.response.result.classifications[0].classes[0].score == 12.5
+    regress_entry = wait_for_log(prefix, lambda e: e.HasField("regress_log"))
+    # The context is merged into each example, as the model saw it.
+    assert list(regress_entry.regress_log.request.input.example_list.examples) == [
+        example(x=22.0)]
+    assert regress_entry.regress_log.response.result.regressions[0].value == 13.0
+    assert regress_entry.log_metadata.model_spec.signature_name == "regress_x_to_y"
+
+
+def test_grpc_calls_are_logged_as_sent(server, stub):
+    predict = predict_pb2.PredictRequest()
+    predict.model_spec.name = "half_plus_two"
+    predict.model_spec.version.value = 1
+    predict.inputs["x"].CopyFrom(tf.make_tensor_proto([31.0], dtype=tf.float32))
+    predict_response = stub.Predict(predict, timeout=30)
+    classify = classification_pb2.ClassificationRequest()
+    classify.model_spec.name = "half_plus_two"
+    classify.model_spec.signature_name = "classify_with_classes"
+    classify.input.example_list.examples.append(example(x=0.25))
+    classify_response = stub.Classify(classify, timeout=30)
+    regress = regression_pb2.RegressionRequest()
+    regress.model_spec.name = "half_plus_two"
+    regress.model_spec.signature_name = "regress_x_to_y"
+    regress.input.example_list.examples.append(example(x=33.0))
+    regress_response = stub.Regress(regress, timeout=30)
+
+    prefix = server.logs / "half_plus_two"
+    entry = wait_for_log(prefix, lambda e: e.predict_log.request == predict)
+    assert entry.predict_log.response == predict_response
+    assert entry.log_metadata.model_spec.signature_name == "serving_default"
+    entry = wait_for_log(prefix, lambda e: e.classify_log.request == classify)
+    assert entry.classify_log.response == classify_response
+    assert [c.label for c in entry.classify_log.response.result.classifications[0].classes] \
+        == ["low", "high"]
+    assert entry.log_metadata.model_spec.signature_name == "classify_with_classes"
+    entry = wait_for_log(prefix, lambda e: e.regress_log.request == regress)
+    assert entry.regress_log.response == regress_response
+    assert entry.log_metadata.model_spec.version.value == 1
+
+
+def test_grpc_multi_inference_is_logged(server, stub):
+    request = inference_pb2.MultiInferenceRequest()
+    for signature, method in (("classify_x_to_y", "tensorflow/serving/classify"),
+                              ("regress_x_to_y", "tensorflow/serving/regress")):
+        task = request.tasks.add()
+        task.model_spec.name = "tf1"
+        task.model_spec.signature_name = signature
+        task.method_name = method
+    request.input.example_list.examples.append(example(x=4.0))
+    response = stub.MultiInference(request, timeout=30)
+    entry = wait_for_log(server.logs / "tf1", lambda e: e.HasField("multi_inference_log"))
+    assert entry.multi_inference_log.request == request
+    assert entry.multi_inference_log.response == response
+    assert entry.log_metadata.model_spec.name == "tf1"
+    assert entry.log_metadata.model_spec.version.value == 1
+
+
+# --- what is not logged, and how much is ----------------------------------------------------
+
+def test_failed_calls_are_not_logged_and_the_server_keeps_serving(server, stub):
+    assert server.post("/v1/models/half_plus_two:predict",
+                       {"instances": [{"x": 41.0, "extra": 1.0}]})[0] == 400
+    wrong_type = predict_pb2.PredictRequest()
+    wrong_type.model_spec.name = "half_plus_two"
+    wrong_type.inputs["x"].CopyFrom(tf.make_tensor_proto([b"42"]))
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.Predict(wrong_type, timeout=30)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # A call after them is logged; nothing of the failed ones is.
+    assert server.post("/v1/models/half_plus_two:predict", {"instances": [43.0]})[0] == 200
+    prefix = server.logs / "half_plus_two"
+    wait_for_log(prefix, lambda e: list(e.predict_log.request.inputs["x"].float_val) == [43.0])
+    for entry in read_logs(prefix):
+        inputs = entry.predict_log.request.inputs
+        assert set(inputs) <= {"x"}
+        assert list(inputs["x"].string_val) != [b"42"]
+        assert 41.0 not in inputs["x"].float_val
+
+
+def test_a_model_without_logging_config_writes_nothing(server):
+    assert server.post("/v1/models/unlogged:predict", {"instances": [51.0]})[0] == 200
+    time.sleep(1.5)  # past a flush
+    prefixes = {path.name.split("-")[0] for path in server.logs.iterdir()}
+    assert "unlogged" not in prefixes
+    assert prefixes <= {"half_plus_two", "multi_io", "sampled", "tf1"}
+
+
+def test_sampling_rate_logs_about_that_share_of_calls(server):
+    """1000 calls at sampling_rate 0.1: Binomial(1000, 0.1) has mean 100 and sd 9.5; 40..180
+    is over 6 sd either side, so a correct server fails this about once in 10^9 runs."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+    body = json.dumps({"instances": [1.0]})
+    for _ in range(1000):
+        connection.request("POST", "/v1/models/sampled:predict", body,
+                           {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+    connection.close()
+    count = settled_count(server.logs / "sampled")
+    assert 40 <= count <= 180, count
+
+
+def test_counters_match_the_files(server):
+    """request_log_count (OK: written) and request_log_bytes agree with the files on disk."""
+    assert server.post("/v1/models/multi_io:predict", {
+        "instances": [{"a": 0.5, "b": 1, "text": "x", "image_bytes": {"b64": ""}}]})[0] == 200
+    prefix = server.logs / "multi_io"
+
+    def counters_caught_up():
+        text = server.get(METRICS_PATH)[3]
+        count = metric_value(text, f'{metrics.REQUEST_LOG_COUNT}{{model_name="multi_io",'
+                                   'status_code="OK"}')
+        size = metric_value(text, f'{metrics.REQUEST_LOG_BYTES}{{model_name="multi_io"}}')
+        files = log_files(prefix)
+        on_disk = (len(read_logs(prefix)), sum(Path(p).stat().st_size for p in files))
+        return (count, size) == on_disk and count >= 2
+
+    wait_for(counters_caught_up, timeout=15, message="counters to match the files")
+    text = server.get(METRICS_PATH)[3]
+    assert f"# TYPE {metrics.REQUEST_LOG_COUNT} counter" in text
+    assert 'model_name="unlogged"' not in text.split(metrics.REQUEST_LOG_COUNT, 1)[1]
+
+
+def test_files_are_named_and_readable_while_the_server_runs(server):
+    files = log_files(server.logs / "half_plus_two")
+    assert files
+    for path in files:
+        stamp, pid, _ = FILE_NAME.search(path).groups()
+        assert int(pid) == server.process.pid
+        assert abs(time.mktime(time.strptime(stamp, "%Y%m%dT%H%M%S")) - time.mktime(
+            time.gmtime())) < 3600
+    assert server.process.poll() is None  # read above, with the server still running
+
+
+# --- configuration --------------------------------------------------------------------------
+
+def test_check_logging_config_names_what_is_wrong():
+    def check(text):
+        model = model_server_config_pb2.ModelConfig()
+        text_format.Parse('name: "m" base_path: "/m" logging_config { %s }' % text, model)
+        request_logging.check_logging_config(model)
+
+    check('log_collector_config { type: "tfrecord" filename_prefix: "logs/m" }')
+    for text, message in [
+            ('log_collector_config { type: "csv" filename_prefix: "x" }', "type 'csv'"),
+            ('log_collector_config { filename_prefix: "x" }', "type ''"),
+            ('log_collector_config { type: "tfrecord" }', "filename_prefix is empty"),
+            ('sampling_config { sampling_rate: 1.5 } '
+             'log_collector_config { type: "tfrecord" filename_prefix: "x" }', "1.5")]:
+        with pytest.raises(errors.ServingError) as error:
+            check(text)
+        assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in error.value.message
+
+
+def test_bad_collector_type_stops_the_server_at_start_up(saved_models, module_tmp):
+    root = module_tmp / "bad_start"
+    config = write_model_config(root / "models.config", {"half_plus_two": {
+        "base_path": make_model_base(root / "half_plus_two", {1: saved_models["half_plus_two"]}),
+        "extra": logging_config(root / "logs" / "x", collector_type="csv")}})
+    server = start_server(f"--model_config_file={config}", tmp_dir=root, expect_failure=True)
+    assert server.process.returncode == 1
+    assert "unsupported log_collector_config.type 'csv'" in server.log()
+    assert not (root / "logs").exists()
+
+
+@pytest.mark.parametrize("array", [
+    np.array([1.5, -2.0], np.float32), np.array([[1, -3, 2 ** 40]], np.int64),
+    np.array([-1, 7], np.int32), np.array([7, 255], np.uint8), np.array([2 ** 63], np.uint64),
+    np.array([True, False]), np.array([[0.25]], np.float64), np.array(3.0, np.float32),
+    np.zeros((0, 3), np.float32), np.array([b"a", b"", "\u00e9".encode()], object),
+    np.array(["text"], object), np.array([1.0], np.float16), np.array([1 + 2j], np.complex64)],
+    ids=lambda array: f"{array.dtype}{list(array.shape)}")
+def test_tensors_are_serialized_as_fill_tensor_proto_builds_them(array):
+    """The request logger's direct serialization gives exactly the API's bytes."""
+    message = tensor_pb2.TensorProto()
+    proto_codec.fill_tensor_proto(message, array)
+    assert proto_codec.serialized_tensor_proto(array) == message.SerializeToString()
+    request = predict_pb2.PredictRequest()
+    proto_codec.fill_tensor_proto(request.inputs["a"], array)
+    proto_codec.fill_tensor_proto(request.inputs["b"], array)
+    assert predict_pb2.PredictRequest.FromString(proto_codec.serialized_tensor_map(
+        predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name["inputs"].number,
+        {"a": array, "b": array})) == request
+
+
+def test_a_full_queue_drops_logs_without_blocking():
+    """With no writer thread to drain it, a queue of one takes one log and drops the rest."""
+    config = text_format.Parse(
+        'model_config_list { config { name: "queue_test" base_path: "/none" logging_config { '
+        'sampling_config { sampling_rate: 1.0 } '
+        'log_collector_config { type: "tfrecord" filename_prefix: "/none/x" } } } }',
+        model_server_config_pb2.ModelServerConfig())
+    logger = request_logging.RequestLogger(lambda: config, queue_size=1)
+    started = time.monotonic()
+    for _ in range(3):
+        logger.log(time.time(), request_logging.PREDICT, "queue_test", 1, "",
+                   request_logging.serialized_protos, predict_pb2.PredictRequest(),
+                   predict_pb2.PredictResponse())
+    assert time.monotonic() - started < 1
+    text = metrics.prometheus_text()
+    assert metric_value(text, f'{metrics.REQUEST_LOG_COUNT}{{model_name="queue_test",'
+                              'status_code="RESOURCE_EXHAUSTED"}') == 2
+
+
+# --- reloads, and stopping --------------------------------------------------------------------
+
+def reload(server, config_text):
+    """HandleReloadConfigRequest; (grpc code, details)."""
+    config = text_format.Parse(config_text, model_server_config_pb2.ModelServerConfig())
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        try:
+            model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+                model_management_pb2.ReloadConfigRequest(config=config), timeout=60)
+        except grpc.RpcError as error:
+            return error.code(), error.details()
+    return grpc.StatusCode.OK, ""
+
+
+MAX_FILE_BYTES = 1500  # about ten logs of half_plus_two: the last test sees files rotate
+
+
+@pytest.fixture(scope="module")
+def reloaded(saved_models, module_tmp):
+    """half_plus_two without logging, its config file polled every second."""
+    root = module_tmp / "reloaded"
+    base = make_model_base(root / "half_plus_two", {1: saved_models["half_plus_two"]})
+    config_path = root / "models.config"
+    write_model_config(config_path, {"half_plus_two": base})
+    server = start_server(f"--model_config_file={config_path}",
+                          "--model_config_file_poll_wait_seconds=1",
+                          f"--request_log_max_file_bytes={MAX_FILE_BYTES}", tmp_dir=root)
+    server.root, server.base, server.config_path = root, base, config_path
+    yield server
+    server.stop()
+
+
+def config_text(server, prefix=None, collector_type="tfrecord"):
+    extra = logging_config(prefix, collector_type=collector_type) if prefix else ""
+    return ('model_config_list {\n  config {\n    name: "half_plus_two"\n'
+            f'    base_path: "{server.base}"\n    model_platform: "tensorflow"\n{extra}  }}\n}}\n')
+
+
+def predict_until_logged(server, prefix, x):
+    """Predicts x until a log of it appears under prefix (a polled config applies within
+    a poll); -> that log."""
+    def logged():
+        assert server.post("/v1/models/half_plus_two:predict", {"instances": [x]})[0] == 200
+        return next((entry for entry in read_logs(prefix)
+                     if list(entry.predict_log.request.inputs["x"].float_val) == [x]), None)
+
+    return wait_for(logged, timeout=30, interval=0.5, message=f"a log of {x} in {prefix}")
+
+
+def test_reloading_the_config_file_turns_logging_on_and_moves_it(reloaded):
+    first, second = reloaded.root / "logs" / "first", reloaded.root / "logs" / "second"
+    assert reloaded.post("/v1/models/half_plus_two:predict", {"instances": [1.0]})[0] == 200
+    reloaded.config_path.write_text(config_text(reloaded, first))
+    predict_until_logged(reloaded, first, 2.0)
+    reloaded.config_path.write_text(config_text(reloaded, second))
+    predict_until_logged(reloaded, second, 3.0)
+    # The call before logging was on was not logged; nothing goes to the old prefix now.
+    assert [list(e.predict_log.request.inputs["x"].float_val) for e in read_logs(first)
+            if e.predict_log.request.inputs["x"].float_val == [1.0]] == []
+    count = settled_count(first)
+    assert reloaded.post("/v1/models/half_plus_two:predict", {"instances": [4.0]})[0] == 200
+    time.sleep(1.5)
+    assert len(read_logs(first)) == count
+
+
+def test_a_reload_with_a_bad_collector_is_refused_and_logging_goes_on(reloaded):
+    second = reloaded.root / "logs" / "second"
+    assert reload(reloaded, config_text(reloaded, reloaded.root / "logs" / "bad", "kafka")) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "logging_config of model half_plus_two: unsupported log_collector_config.type "
+        "'kafka'; this server writes type 'tfrecord' only")
+    predict_until_logged(reloaded, second, 5.0)
+    assert not (reloaded.root / "logs" / "bad").exists()
+
+
+def test_a_grpc_reload_turns_logging_off(reloaded):
+    second = reloaded.root / "logs" / "second"
+    assert reload(reloaded, config_text(reloaded)) == (grpc.StatusCode.OK, "")
+    count = settled_count(second)  # the calls logged before the reload
+    assert reloaded.post("/v1/models/half_plus_two:predict", {"instances": [6.0]})[0] == 200
+    time.sleep(1.5)
+    assert len(read_logs(second)) == count
+
+
+def test_stopping_the_server_writes_every_queued_log_in_rotated_files(reloaded):
+    third = reloaded.root / "logs" / "third"
+    assert reload(reloaded, config_text(reloaded, third)) == (grpc.StatusCode.OK, "")
+    for i in range(20):
+        assert reloaded.post("/v1/models/half_plus_two:predict",
+                             {"instances": [100.0 + i]})[0] == 200
+    reloaded.stop()  # SIGTERM, straight after the calls: well within a flush interval
+    assert reloaded.process.returncode == 0
+    logged = [entry.predict_log.request.inputs["x"].float_val[0] for entry in read_logs(third)]
+    assert logged == [100.0 + i for i in range(20)]  # files in name order, logs in call order
+    files = log_files(third)
+    assert len(files) > 1
+    assert all(Path(path).stat().st_size <= MAX_FILE_BYTES for path in files)
+    assert [int(FILE_NAME.search(path).group(3)) for path in files] == list(range(len(files)))
