@@ -81,9 +81,9 @@ def train_when(trigger: Trigger, policy: tuple[str, ...]) -> str:
 
 
 def parse_duration(text: str) -> float:
-    """'90s', '15m', '24h', '7d' or plain seconds -> seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    """'90s', '15m', '24h', '7d', '1w' or plain seconds -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
     if not match:
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 24h, 7d)")
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
     return float(match.group(1)) * unit

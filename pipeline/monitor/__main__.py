@@ -10,15 +10,14 @@ import datetime
 import logging
 import os
 import pathlib
-import re
 import sys
 import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads
 
+from pipeline import triggers  # noqa: E402  (no TensorFlow import)
+
 EXIT_OK, EXIT_ALARM, EXIT_USAGE = 0, 1, 2
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class UsageError(Exception):
@@ -26,17 +25,19 @@ class UsageError(Exception):
 
 
 def parse_duration(text: str) -> int:
-    """`90s`, `30m`, `1h`, `2d`, `1w` in seconds."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise UsageError(f"{text!r} is not a duration: use e.g. 90s, 30m, 1h, 2d")
-    return int(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    """`90s`, `30m`, `1h`, `2d`, `1w` in seconds, as the watcher's flags read them."""
+    try:
+        return int(triggers.parse_duration(text))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def parse_time(text: str, now: float) -> int:
     """An ISO time (no zone: UTC), or a duration back from now (`24h`)."""
-    if _DURATION.match(text.strip()):
-        return int(now - parse_duration(text))
+    try:
+        return int(now - triggers.parse_duration(text))
+    except ValueError:
+        pass  # not a duration: an ISO time?
     try:
         moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -123,6 +124,9 @@ def run(args) -> int:
     if since is not None and since >= until:
         raise UsageError(f"--since ({args.since}) is not before --until")
 
+    # TensorFlow's start-up notices (CUDA, cuDNN, oneDNN) are not for a CPU user.
+    from serving.tensorflow_runtime import import_tensorflow
+    import_tensorflow()
     import tensorflow_data_validation as tfdv
     from metadata import serving_checks
     from pipeline import config

@@ -14,6 +14,8 @@ import re
 import numpy as np
 import tensorflow as tf
 from google.protobuf import message
+from tensorflow.python.lib.io import tf_record
+from tensorflow.python.util import deprecation
 from tensorflow_serving.apis import prediction_log_pb2
 
 from pipeline.monitor.report import SkippedRecords
@@ -152,7 +154,11 @@ def read_file(path: pathlib.Path, skipped: list) -> list[LoggedRequest]:
     records = 0
     consumed = 0  # bytes of the whole records read
     try:
-        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+        # TensorFlow's plain record reader (deprecated for tf.data, whose iterator
+        # logs a warning at every file's end: "Local rendezvous is aborting").
+        with deprecation.silence():
+            reader = tf_record.tf_record_iterator(str(path))
+        for record in reader:
             records += 1
             consumed += len(record) + TFRECORD_FRAMING_BYTES
             try:
@@ -163,7 +169,7 @@ def read_file(path: pathlib.Path, skipped: list) -> list[LoggedRequest]:
         # A truncated or corrupt record ends the file; those before it count.
         _skip(skipped, path, records, f"unreadable from here on: {_damage(error)}")
         return requests
-    # TFRecordDataset ends quietly on a partial record header (a file being
+    # The reader ends quietly on a partial record header (a file being
     # written, or a few bytes of garbage): say so, the rest may come later.
     left = path.stat().st_size - consumed
     if left > 0:
