@@ -8,7 +8,9 @@ tests and finally stopped to show that stopping flushes.
 """
 import http.client
 import json
+import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -469,6 +471,40 @@ def test_a_grpc_reload_turns_logging_off(reloaded):
     assert reloaded.post("/v1/models/half_plus_two:predict", {"instances": [6.0]})[0] == 200
     time.sleep(1.5)
     assert len(read_logs(second)) == count
+
+
+def writer_pids(pid) -> list:
+    """The server's writer processes: its children started by multiprocessing's spawn (not
+    multiprocessing's resource tracker, which is another child)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in command:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_killing_the_writer_process_fails_no_call_and_logging_resumes(reloaded):
+    """kill -9 of the writer process: calls go on answering, the server starts a new writer,
+    and calls after that are logged (with the server's pid in the file names still)."""
+    killed = reloaded.root / "logs" / "killed"
+    assert reload(reloaded, config_text(reloaded, killed)) == (grpc.StatusCode.OK, "")
+    predict_until_logged(reloaded, killed, 200.0)
+    writers = writer_pids(reloaded.process.pid)
+    assert len(writers) == 1, writers
+    os.kill(writers[0], signal.SIGKILL)
+    for i in range(20):  # straight after the kill, while there is no writer
+        assert reloaded.post("/v1/models/half_plus_two:predict",
+                             {"instances": [300.0 + i]})[0] == 200
+    predict_until_logged(reloaded, killed, 400.0)
+    assert writer_pids(reloaded.process.pid) not in ([], writers)
+    assert reloaded.process.poll() is None
+    assert {int(FILE_NAME.search(path).group(2)) for path in log_files(killed)} == {
+        reloaded.process.pid}
 
 
 def test_stopping_the_server_writes_every_queued_log_in_rotated_files(reloaded):
