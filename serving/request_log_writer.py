@@ -27,9 +27,11 @@ log = logging.getLogger("serving.request_logging")
 
 def run(logs, reports, server_pid, max_file_bytes, max_file_age_seconds):
     """The process's main function (module level, so that 'spawn' can name it)."""
-    # Ctrl-C reaches the whole process group; the server decides when logging stops and
-    # sends "stop" after its last logs, so the writer must not die first.
+    # Ctrl-C, and a supervisor's SIGTERM (systemd, docker), reach the whole process group;
+    # the server decides when logging stops and sends "stop" after its last logs (or dies,
+    # which closes the pipe), so the writer must not go first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     writer = _Writer(reports, server_pid, max_file_bytes, max_file_age_seconds)
     next_flush = time.monotonic() + request_logging.FLUSH_SECONDS

@@ -370,6 +370,41 @@ def test_tensors_are_serialized_as_fill_tensor_proto_builds_them(array):
         {"a": array, "b": array})) == request
 
 
+@pytest.mark.parametrize("instances, shortcut", [
+    ([{"a": 1.5, "b": 3, "text": "taxi", "f": 0.1}], True),
+    ([{"a": 1, "b": -(2 ** 40), "text": "\u00e9", "f": 1e300},
+      {"a": -0.0, "b": 0, "text": "", "f": 2}], True),
+    ([{"a": 1.5, "b": 3.0, "text": "x", "f": 0.5}], False),
+    ([{"a": 1.5, "b": True, "text": "x", "f": 0.5}], False),
+    ([{"a": 1.5, "b": 3, "text": {"b64": "AAE="}, "f": 0.5}], False),
+    ([{"a": 1.5, "b": 3, "text": "x", "f": 0.5, "extra": 1}], False)],
+    ids=["one", "two", "float_for_int", "bool_for_int", "b64", "extra"])
+def test_the_writer_decodes_plain_rows_as_the_json_codec_does(instances, shortcut):
+    """The writer's shortcut for row-format bodies gives the codec's arrays, or leaves the
+    body to the codec."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from serving import json_codec
+
+    signature = meta_graph_pb2.SignatureDef()
+    for name, dtype in (("a", types_pb2.DT_FLOAT), ("b", types_pb2.DT_INT64),
+                        ("text", types_pb2.DT_STRING), ("f", types_pb2.DT_DOUBLE)):
+        signature.inputs[name].dtype = dtype
+    doc = json_codec.parse_json(json.dumps({"instances": instances}))
+    try:
+        expected, _ = json_codec.decode_predict_request(doc, signature.inputs)
+    except errors.ServingError:
+        expected = None
+    plain = request_logging._plain_row_inputs(doc, signature.inputs)
+    assert (plain is not None) == shortcut
+    if plain is None:
+        return
+    field = predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name["inputs"].number
+    assert predict_pb2.PredictRequest.FromString(proto_codec.serialized_tensor_map(
+        field, plain)) == predict_pb2.PredictRequest.FromString(
+        proto_codec.serialized_tensor_map(field, expected))
+
+
 def test_a_full_queue_drops_logs_without_blocking():
     """With no writer thread to drain it, a queue of one takes one log and drops the rest."""
     config = text_format.Parse(
