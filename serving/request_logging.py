@@ -126,12 +126,6 @@ class RequestLogger:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    @property
-    def writer_pid(self):
-        """The writer process's pid, or None."""
-        process = self._process
-        return process.pid if process is not None else None
-
     # --- the request path: cheap and never raising ---------------------------------------
     def _settings_for(self, model_name):
         config = self._config_source()
