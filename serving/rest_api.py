@@ -106,7 +106,7 @@ class RestApi:
             await _within(done, deadline)
             outputs = servable.predict_outputs(task, aliases)
         return (json_codec.encode_predict_response(outputs, request_format),
-                _predict_log(name, version, label, signature_name, servable, inputs,
+                _predict_log(name, version, label, signature_name, servable, body,
                              outputs))
 
     def _error(self, e, method, path):
@@ -161,7 +161,7 @@ class RestApi:
         inputs, request_format = self._decode_predict(doc, servable, signature_name)
         outputs = servable.predict(signature_name, inputs)
         return (json_codec.encode_predict_response(outputs, request_format),
-                _predict_log(name, version, label, signature_name, servable, inputs,
+                _predict_log(name, version, label, signature_name, servable, body,
                              outputs))
 
     @staticmethod
@@ -187,8 +187,8 @@ class RestApi:
             signature_name, json_codec.serialized_examples(context, examples))
         return json_codec.encode_classify_response(classes, scores), (
             request_logging.CLASSIFY, name, servable.version, signature_name,
-            request_logging.classify_from_examples, name, version, label, signature_name,
-            servable.version, context, examples, classes, scores)
+            request_logging.rest_classify, name, version, label, signature_name,
+            servable.version, body, classes, scores)
 
     def _regress(self, name, version, label, body):
         servable, signature_name, context, examples = self._examples_request(
@@ -197,8 +197,8 @@ class RestApi:
                                   json_codec.serialized_examples(context, examples))
         return json_codec.encode_regress_response(values), (
             request_logging.REGRESS, name, servable.version, signature_name,
-            request_logging.regress_from_examples, name, version, label, signature_name,
-            servable.version, context, examples, values)
+            request_logging.rest_regress, name, version, label, signature_name,
+            servable.version, body, values)
 
     def _status(self, name, version, label):
         states = self.manager.version_states(name, version, label)
@@ -229,12 +229,13 @@ class RestApi:
                 '"metadata": {"signature_def": ' + signature_json + "}\n}\n"), None
 
 
-def _predict_log(name, version, label, signature_name, servable, inputs, outputs):
-    """RequestLogger.log's arguments (but the time) for a REST predict; the writer thread
-    builds the protos."""
+def _predict_log(name, version, label, signature_name, servable, body, outputs):
+    """RequestLogger.log's arguments (but the time) for a REST predict: the body as it came,
+    which the writer process decodes again, rather than the arrays, which cost more to hand
+    over than to decode."""
     return (request_logging.PREDICT, name, servable.version, signature_name,
-            request_logging.predict_from_arrays, name, version, label, signature_name,
-            servable.version, inputs, outputs)
+            request_logging.rest_predict, name, version, label, signature_name, servable,
+            body, outputs)
 
 
 async def _within(future, deadline):

@@ -33,21 +33,26 @@ def frame(record: bytes) -> bytes:
     return b"".join((length, _masked_crc(length), record, _masked_crc(record)))
 
 
-def file_name(prefix: str, opened_at: float, sequence: int) -> str:
-    """<prefix>-<UTC time the file was opened, YYYYMMDDTHHMMSS>-<pid>-<sequence>.tfrecord"""
+def file_name(prefix: str, opened_at: float, sequence: int, pid: int = None) -> str:
+    """<prefix>-<UTC time the file was opened, YYYYMMDDTHHMMSS>-<pid>-<sequence>.tfrecord
+
+    pid: the server's (a writer process names files after the server it writes for);
+    this process's by default."""
     stamp = datetime.datetime.fromtimestamp(opened_at, datetime.timezone.utc)
-    return f"{prefix}-{stamp:%Y%m%dT%H%M%S}-{os.getpid()}-{sequence:05d}{SUFFIX}"
+    pid = os.getpid() if pid is None else pid
+    return f"{prefix}-{stamp:%Y%m%dT%H%M%S}-{pid}-{sequence:05d}{SUFFIX}"
 
 
 class RotatingRecordWriter:
-    """Appends records to <prefix>-...tfrecord files; not thread-safe (one writer thread owns it).
+    """Appends records to <prefix>-...tfrecord files; not thread-safe (one writer owns it).
 
     A file is opened on the first record after a rotation, so no empty files are left.
     """
 
     def __init__(self, prefix: str, max_file_bytes: int = MAX_FILE_BYTES,
-                 max_file_age_seconds: float = MAX_FILE_AGE_SECONDS):
+                 max_file_age_seconds: float = MAX_FILE_AGE_SECONDS, pid: int = None):
         self.prefix = prefix
+        self.pid = pid
         self.max_file_bytes = max(1, max_file_bytes)
         self.max_file_age_seconds = max_file_age_seconds
         self.paths = []  # every file this writer opened, in order
@@ -111,7 +116,7 @@ class RotatingRecordWriter:
             os.makedirs(folder, exist_ok=True)
         while True:
             self._opened_at = time.time()
-            path = file_name(self.prefix, self._opened_at, self._sequence)
+            path = file_name(self.prefix, self._opened_at, self._sequence, self.pid)
             self._sequence += 1
             try:  # O_EXCL: never append to a file another process (or run) left there
                 self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,

@@ -8,7 +8,9 @@ tests and finally stopped to show that stopping flushes.
 """
 import http.client
 import json
+import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -368,6 +370,41 @@ def test_tensors_are_serialized_as_fill_tensor_proto_builds_them(array):
         {"a": array, "b": array})) == request
 
 
+@pytest.mark.parametrize("instances, shortcut", [
+    ([{"a": 1.5, "b": 3, "text": "taxi", "f": 0.1}], True),
+    ([{"a": 1, "b": -(2 ** 40), "text": "\u00e9", "f": 1e300},
+      {"a": -0.0, "b": 0, "text": "", "f": 2}], True),
+    ([{"a": 1.5, "b": 3.0, "text": "x", "f": 0.5}], False),
+    ([{"a": 1.5, "b": True, "text": "x", "f": 0.5}], False),
+    ([{"a": 1.5, "b": 3, "text": {"b64": "AAE="}, "f": 0.5}], False),
+    ([{"a": 1.5, "b": 3, "text": "x", "f": 0.5, "extra": 1}], False)],
+    ids=["one", "two", "float_for_int", "bool_for_int", "b64", "extra"])
+def test_the_writer_decodes_plain_rows_as_the_json_codec_does(instances, shortcut):
+    """The writer's shortcut for row-format bodies gives the codec's arrays, or leaves the
+    body to the codec."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from serving import json_codec
+
+    signature = meta_graph_pb2.SignatureDef()
+    for name, dtype in (("a", types_pb2.DT_FLOAT), ("b", types_pb2.DT_INT64),
+                        ("text", types_pb2.DT_STRING), ("f", types_pb2.DT_DOUBLE)):
+        signature.inputs[name].dtype = dtype
+    doc = json_codec.parse_json(json.dumps({"instances": instances}))
+    try:
+        expected, _ = json_codec.decode_predict_request(doc, signature.inputs)
+    except errors.ServingError:
+        expected = None
+    plain = request_logging._plain_row_inputs(doc, signature.inputs)
+    assert (plain is not None) == shortcut
+    if plain is None:
+        return
+    field = predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name["inputs"].number
+    assert predict_pb2.PredictRequest.FromString(proto_codec.serialized_tensor_map(
+        field, plain)) == predict_pb2.PredictRequest.FromString(
+        proto_codec.serialized_tensor_map(field, expected))
+
+
 def test_a_full_queue_drops_logs_without_blocking():
     """With no writer thread to drain it, a queue of one takes one log and drops the rest."""
     config = text_format.Parse(
@@ -469,6 +506,40 @@ def test_a_grpc_reload_turns_logging_off(reloaded):
     assert reloaded.post("/v1/models/half_plus_two:predict", {"instances": [6.0]})[0] == 200
     time.sleep(1.5)
     assert len(read_logs(second)) == count
+
+
+def writer_pids(pid) -> list:
+    """The server's writer processes: its children started by multiprocessing's spawn (not
+    multiprocessing's resource tracker, which is another child)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in command:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_killing_the_writer_process_fails_no_call_and_logging_resumes(reloaded):
+    """kill -9 of the writer process: calls go on answering, the server starts a new writer,
+    and calls after that are logged (with the server's pid in the file names still)."""
+    killed = reloaded.root / "logs" / "killed"
+    assert reload(reloaded, config_text(reloaded, killed)) == (grpc.StatusCode.OK, "")
+    predict_until_logged(reloaded, killed, 200.0)
+    writers = writer_pids(reloaded.process.pid)
+    assert len(writers) == 1, writers
+    os.kill(writers[0], signal.SIGKILL)
+    for i in range(20):  # straight after the kill, while there is no writer
+        assert reloaded.post("/v1/models/half_plus_two:predict",
+                             {"instances": [300.0 + i]})[0] == 200
+    predict_until_logged(reloaded, killed, 400.0)
+    assert writer_pids(reloaded.process.pid) not in ([], writers)
+    assert reloaded.process.poll() is None
+    assert {int(FILE_NAME.search(path).group(2)) for path in log_files(killed)} == {
+        reloaded.process.pid}
 
 
 def test_stopping_the_server_writes_every_queued_log_in_rotated_files(reloaded):
