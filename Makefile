@@ -32,7 +32,7 @@ $(SPANS): data/make_spans.py $(INSTALLED)
 	$(PY) data/make_spans.py
 	touch $@
 
-# Headless Chromium renders the lineage HTML page in the tests.
+# Headless Chromium renders the lineage and monitoring HTML pages in the tests.
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
