@@ -11,20 +11,12 @@ import time
 import pytest
 
 from metadata import connection, serving_checks
-from tests.conftest import PROJECT_ROOT, copy_store, make_spans
+from tests.conftest import PROJECT_ROOT, copy_store
 from tests.continuous.conftest import (Store, Watcher, pipeline_command, python_env,
                                        serving_versions, wait_for)
 from tests.monitor import request_logs
 
-HELD_OUT_SPAN = 12  # 2015 Q4: before every training window of the shared store
 HOUR = 1704103200  # 2024-01-01T10:00:00Z
-
-
-def skewed(trips):
-    """Every fare ten times, half the payments of a type the model never saw."""
-    return [dict(trip, fare=trip["fare"] * 10,
-                 **({"payment_type": "Crypto"} if i % 2 else {}))
-            for i, trip in enumerate(trips)]
 
 
 class Loop:
@@ -32,9 +24,7 @@ class Loop:
         self.data_dir, self.output_dir = copy_store(pipeline_runs, root)
         self.root = root
         self.store = Store(self.output_dir)
-        held_out = root / "held_out"
-        make_spans(held_out, HELD_OUT_SPAN, HELD_OUT_SPAN)
-        self.trips = request_logs.read_trips(held_out / f"span-{HELD_OUT_SPAN}" / "data.csv")
+        self.trips = request_logs.held_out_trips(root / "held_out")
 
     def served(self) -> str:
         return serving_versions(self.output_dir)[-1]
@@ -44,7 +34,7 @@ class Loop:
         request_logs.write_log_file(logs, request_logs.replay(self.trips, version, HOUR))
         if skew:
             request_logs.write_log_file(logs, request_logs.replay(
-                skewed(self.trips), version, HOUR + 3600), stamp="20240101T110000")
+                request_logs.changed(self.trips), version, HOUR + 3600), stamp="20240101T110000")
         return logs
 
     def monitor(self, logs) -> int:

@@ -9,10 +9,9 @@ import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, make_spans
+from tests.conftest import PROJECT_ROOT
 from tests.monitor import request_logs
 
-HELD_OUT_SPAN = 12  # 2015 Q4: before every training window of the shared store
 HOUR = 1704103200  # 2024-01-01T10:00:00Z, the start of a monitoring window
 
 
@@ -29,16 +28,7 @@ def local_time(seconds: int) -> str:
 
 @pytest.fixture(scope="module")
 def held_out_trips(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("held_out")
-    make_spans(data_dir, HELD_OUT_SPAN, HELD_OUT_SPAN)
-    return request_logs.read_trips(data_dir / f"span-{HELD_OUT_SPAN}" / "data.csv")
-
-
-def skewed(trips):
-    """Every fare ten times, half the payments of a type the model never saw."""
-    return [dict(trip, fare=trip["fare"] * 10,
-                 **({"payment_type": "Crypto"} if i % 2 else {}))
-            for i, trip in enumerate(trips)]
+    return request_logs.held_out_trips(tmp_path_factory.mktemp("held_out"))
 
 
 def test_model_shows_requests_served_and_skew_per_window(store_copy, tmp_path, held_out_trips):
@@ -46,7 +36,7 @@ def test_model_shows_requests_served_and_skew_per_window(store_copy, tmp_path, h
     logs = tmp_path / "request_logs"
     # 10:00-11:00 held-out trips as they are; 11:00-12:00 the same trips changed.
     clean = request_logs.replay(held_out_trips, served, HOUR)
-    changed = request_logs.replay(skewed(held_out_trips), served, HOUR + 3600)
+    changed = request_logs.replay(request_logs.changed(held_out_trips), served, HOUR + 3600)
     request_logs.write_log_file(logs, clean, stamp="20240101T100000")
     request_logs.write_log_file(logs, changed, stamp="20240101T110000")
     check = monitor(store_copy, logs)

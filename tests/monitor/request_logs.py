@@ -37,6 +37,25 @@ def read_trips(csv_path, limit: int | None = None) -> list[dict]:
     return trips
 
 
+# 2015 Q4: before every training window of the shared store (tests/conftest.py).
+HELD_OUT_SPAN = 12
+
+
+def held_out_trips(folder) -> list[dict]:
+    """The held-out span's trips, laid out in `folder` by data/make_spans.py."""
+    from tests.conftest import make_spans
+
+    make_spans(folder, HELD_OUT_SPAN, HELD_OUT_SPAN)
+    return read_trips(pathlib.Path(folder) / f"span-{HELD_OUT_SPAN}" / "data.csv")
+
+
+def changed(trips: list[dict]) -> list[dict]:
+    """Half the payments of a type the model never saw, every fare ten times."""
+    return [dict(trip, fare=trip["fare"] * 10,
+                 **({"payment_type": "Crypto"} if i % 2 else {}))
+            for i, trip in enumerate(trips)]
+
+
 def example_of(trip: dict) -> tf.train.Example:
     """A serving tf.Example: every column of the trip but the label's source."""
     example = tf.train.Example()

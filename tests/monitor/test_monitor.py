@@ -14,10 +14,9 @@ from ml_metadata.proto import metadata_store_pb2
 
 from metadata import connection, serving_checks
 from models import features as model_features
-from tests.conftest import PROJECT_ROOT, make_spans
+from tests.conftest import PROJECT_ROOT
 from tests.monitor import request_logs
 
-HELD_OUT_SPAN = 12  # 2015 Q4: before every training window of the shared store
 HOUR = 1704103200  # 2024-01-01T10:00:00Z, the start of a monitoring window
 Event = metadata_store_pb2.Event
 
@@ -37,21 +36,12 @@ def monitor(store_dir, logs, *flags, output=None):
 
 @pytest.fixture(scope="module")
 def held_out_trips(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("held_out")
-    make_spans(data_dir, HELD_OUT_SPAN, HELD_OUT_SPAN)
-    return request_logs.read_trips(data_dir / f"span-{HELD_OUT_SPAN}" / "data.csv")
+    return request_logs.held_out_trips(tmp_path_factory.mktemp("held_out"))
 
 
 @pytest.fixture(scope="module")
 def served_version(pipeline_runs) -> str:
     return str(pipeline_runs.pushed_versions()[-1])
-
-
-def _changed(trips):
-    """Half the payments of a type the model never saw, every fare ten times."""
-    return [dict(trip, fare=trip["fare"] * 10,
-                 **({"payment_type": "Crypto"} if i % 2 else {}))
-            for i, trip in enumerate(trips)]
 
 
 def _features(window):
@@ -90,7 +80,7 @@ def test_held_out_trips_show_no_skew(store_copy, tmp_path, held_out_trips, serve
 def test_changed_distribution_is_named_and_recorded(store_copy, tmp_path, held_out_trips,
                                                     served_version):
     logs = tmp_path / "logs"
-    replayed = request_logs.replay(_changed(held_out_trips), served_version, HOUR)
+    replayed = request_logs.replay(request_logs.changed(held_out_trips), served_version, HOUR)
     request_logs.write_log_file(logs, replayed)
     # A version the store never pushed is reported, not judged.
     request_logs.write_log_file(logs, request_logs.replay(held_out_trips[:5], "42", HOUR), seq=1)

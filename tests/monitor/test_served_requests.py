@@ -11,8 +11,7 @@ import requests
 
 from models import features as model_features
 from tests.monitor import request_logs
-from tests.monitor.test_monitor import HELD_OUT_SPAN, _changed, monitor
-from tests.conftest import make_spans
+from tests.monitor.test_monitor import monitor
 from tests.serving.conftest import start_server, wait_for, write_model_config
 
 MODEL = "taxi_tips"
@@ -71,9 +70,18 @@ def logging_server(store_copy, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("held_out_e2e")
-    make_spans(data_dir, HELD_OUT_SPAN, HELD_OUT_SPAN)
-    return request_logs.read_trips(data_dir / f"span-{HELD_OUT_SPAN}" / "data.csv")
+    return request_logs.held_out_trips(tmp_path_factory.mktemp("held_out_e2e"))
+
+
+def _next_second() -> int:
+    """Waits for the next whole second. Log times are whole seconds and a check
+    ends before the second it starts in (a request of that second may still be
+    on its way to the file: the next check reads it), so requests sent before
+    this are all inside a check that starts after it."""
+    second = int(time.time()) + 1
+    while time.time() < second:
+        time.sleep(0.05)
+    return second
 
 
 def _wait_until_logged(logs_dir, count):
@@ -90,10 +98,7 @@ def test_served_requests_are_judged_against_the_served_models_training_data(
     since = int(time.time())
     clean = _send(server, held_out)
     _wait_until_logged(logs_dir, clean)
-    # Whole seconds: the next requests must not share this check's last second.
-    until = int(time.time()) + 1
-    while time.time() < until:
-        time.sleep(0.05)
+    until = _next_second()
 
     # A day's window, so that the few seconds of requests are one window even
     # across an hour's turn (a smaller sample measures larger distances).
@@ -106,12 +111,13 @@ def test_served_requests_are_judged_against_the_served_models_training_data(
     for window in report["windows"]:
         assert window["judged"] and not window["alarm"], window
 
-    changed = _send(server, _changed(held_out))
+    changed = _send(server, request_logs.changed(held_out))
     _wait_until_logged(logs_dir, clean + changed)
+    _next_second()
 
     # No --since: the check starts where the last one of these logs stopped.
     status, report, stderr = monitor(store_copy, logs_dir, "--window", "1d")
-    assert status == 1, stderr
+    assert status == 1, (stderr, report)
     assert report["records_read"] == changed
     skewed = {f for w in report["windows"] for f in w["skewed_features"]}
     assert skewed == {"fare", "payment_type"}
