@@ -103,6 +103,12 @@ class _Call:
 
     def __init__(self, context, api: str, model_name: str):
         self.context, self.api, self.model_name = context, api, model_name
+        self.version = None  # the version the call resolved to, for the per-version metrics
+
+    def resolved(self, servable):
+        """Notes the version `servable` is (a failure after this still counts under it)."""
+        self.version = servable.version
+        return servable
 
     def __enter__(self):
         self.started = time.monotonic()
@@ -118,7 +124,8 @@ class _Call:
             status = grpc.StatusCode.INTERNAL.name
             log.exception("%s failed unexpectedly", self.api, exc_info=exc)
         metrics.observe_request(self.model_name, self.api, status,
-                                time.monotonic() - self.started, entrypoint="GRPC")
+                                time.monotonic() - self.started, entrypoint="GRPC",
+                                version=self.version)
         if exc_type is None:
             return False
         if issubclass(exc_type, errors.ServingError):
@@ -150,7 +157,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(self, request, context, request_bytes=None):
         with _Call(context, "predict", request.model_spec.name) as call:
             _require_model_spec(request)
-            servable = _servable(self._manager, request.model_spec)
+            servable = call.resolved(_servable(self._manager, request.model_spec))
             inputs = proto_codec.inputs_as_numpy(request.inputs)
             outputs = servable.predict(request.model_spec.signature_name, inputs,
                                        list(request.output_filter) or None,
@@ -168,7 +175,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Classify(self, request, context, request_bytes=None):
         with _Call(context, "classify", request.model_spec.name) as call:
             _require_model_spec(request)
-            servable = _servable(self._manager, request.model_spec)
+            servable = call.resolved(_servable(self._manager, request.model_spec))
             classes, scores = servable.classify(request.model_spec.signature_name,
                                                 proto_codec.serialized_examples(request.input),
                                                 deadline=_deadline(context))
@@ -184,7 +191,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Regress(self, request, context, request_bytes=None):
         with _Call(context, "regress", request.model_spec.name) as call:
             _require_model_spec(request)
-            servable = _servable(self._manager, request.model_spec)
+            servable = call.resolved(_servable(self._manager, request.model_spec))
             values = servable.regress(request.model_spec.signature_name,
                                       proto_codec.serialized_examples(request.input),
                                       deadline=_deadline(context))
@@ -201,7 +208,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         first_spec = request.tasks[0].model_spec if request.tasks else None
         with _Call(context, "multi_inference", first_spec.name if first_spec else "") as call:
             # TF Serving resolves the servable from the first task's spec, then checks tasks.
-            servable = _servable(self._manager, first_spec or model_pb2.ModelSpec())
+            servable = call.resolved(_servable(self._manager,
+                                               first_spec or model_pb2.ModelSpec()))
             _check_tasks(request.tasks, servable.signature_defs())
             examples = proto_codec.serialized_examples(request.input)
             response = inference_pb2.MultiInferenceResponse()

@@ -2,7 +2,9 @@
 
 TF Serving's exporter turns "/tensorflow/serving/request_count" into
 ":tensorflow:serving:request_count"; both REST and gRPC report here through observe_request,
-the request logger through count_request_logs.
+the request logger through count_request_logs. The *_by_version families are ours (TF
+Serving has no request metric with a version label): a release controller compares a
+canary version with the stable one through them.
 """
 import threading
 
@@ -12,6 +14,9 @@ REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 # file; here also "RESOURCE_EXHAUSTED": dropped on a full queue, "INTERNAL": a write failed).
 REQUEST_LOG_COUNT = ":tensorflow:serving:request_log_count"
 REQUEST_LOG_BYTES = ":tensorflow:serving:request_log_bytes"  # not in TF Serving; its style
+# Not in TF Serving, in its style: inference calls by the version they resolved to.
+REQUEST_COUNT_BY_VERSION = ":tensorflow:serving:request_count_by_version"
+REQUEST_LATENCY_BY_VERSION = ":tensorflow:serving:request_latency_by_version"
 # TF Serving's latency sampler: microseconds, Buckets::Exponential(10, 1.8, 33).
 LATENCY_BOUNDS_MICROS = [10 * 1.8 ** i for i in range(33)]
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
@@ -25,6 +30,10 @@ _API_LABELS = {
     "metadata": "GetModelMetadata",
     "status": "GetModelStatus",
 }
+
+# The APIs that run a version; only these are counted by version (status and metadata
+# calls say nothing about how a version serves).
+INFERENCE_APIS = ("predict", "classify", "regress", "multi_inference")
 
 # Requests for a model the server does not serve are counted under this one name: labelled
 # by the requested name, every typo or scan would add series forever.
@@ -41,29 +50,42 @@ _request_counts = {}  # (model_name, status) -> count
 _latencies = {}  # (model_name, API, entrypoint) -> [bucket counts..., sum, count]
 _request_log_counts = {}  # (model_name, status_code) -> count
 _request_log_bytes = {}  # model_name -> bytes written to request log files
+_request_counts_by_version = {}  # (model_name, version, status) -> count
+_latencies_by_version = {}  # (model_name, version) -> [bucket counts..., sum, count]
 
 
 def observe_request(model_name: str, api: str, status: str, seconds: float,
-                    entrypoint: str = "GRPC") -> None:
+                    entrypoint: str = "GRPC", version=None) -> None:
     """Counts one finished request. `status` is a status code name ("OK", "NOT_FOUND").
 
     entrypoint is "GRPC" or "REST", the label TF Serving puts on request_latency.
+    version: the version number an inference call resolved to (by number, label or
+    latest), None if it never got that far; it is what the *_by_version families count.
     """
     api_label = _API_LABELS.get(api, api)
     micros = max(seconds, 0.0) * 1e6
+    by_version = version is not None and api in INFERENCE_APIS
     with _lock:
         key = (model_name, status)
         _request_counts[key] = _request_counts.get(key, 0) + 1
-        latency = _latencies.setdefault((model_name, api_label, entrypoint),
-                                        [0] * (len(LATENCY_BOUNDS_MICROS) + 1) + [0.0, 0])
-        for i, bound in enumerate(LATENCY_BOUNDS_MICROS):
-            if micros <= bound:
-                latency[i] += 1
-                break
-        else:
-            latency[len(LATENCY_BOUNDS_MICROS)] += 1
-        latency[-2] += micros
-        latency[-1] += 1
+        _add_to_histogram(_latencies, (model_name, api_label, entrypoint), micros)
+        if by_version:
+            key = (model_name, int(version), status)
+            _request_counts_by_version[key] = _request_counts_by_version.get(key, 0) + 1
+            _add_to_histogram(_latencies_by_version, (model_name, int(version)), micros)
+
+
+def _add_to_histogram(histograms: dict, key, micros: float) -> None:
+    """One observation into histograms[key]: [count per bucket..., +Inf bucket, sum, count]."""
+    histogram = histograms.setdefault(key, [0] * (len(LATENCY_BOUNDS_MICROS) + 1) + [0.0, 0])
+    for i, bound in enumerate(LATENCY_BOUNDS_MICROS):
+        if micros <= bound:
+            histogram[i] += 1
+            break
+    else:
+        histogram[len(LATENCY_BOUNDS_MICROS)] += 1
+    histogram[-2] += micros
+    histogram[-1] += 1
 
 
 def count_request_logs(model_name: str, status_code: str, count: int = 1,
@@ -89,6 +111,19 @@ def _number(value) -> str:
     return str(int(value))
 
 
+def _histogram_lines(name: str, values: list, **labels) -> list:
+    """A histogram's _bucket (cumulative, le in microseconds), _sum and _count lines."""
+    lines = []
+    cumulative = 0
+    for i, bound in enumerate(LATENCY_BOUNDS_MICROS + [float("inf")]):
+        cumulative += values[i]
+        le = "+Inf" if bound == float("inf") else _number(round(bound, 6))
+        lines.append(f"{name}_bucket{_label_text(**labels, le=le)} {cumulative}")
+    lines.append(f"{name}_sum{_label_text(**labels)} {_number(values[-2])}")
+    lines.append(f"{name}_count{_label_text(**labels)} {values[-1]}")
+    return lines
+
+
 def prometheus_text() -> str:
     """The page served at the monitoring config's prometheus path."""
     with _lock:
@@ -96,21 +131,24 @@ def prometheus_text() -> str:
         latencies = {k: list(v) for k, v in _latencies.items()}
         log_counts = dict(_request_log_counts)
         log_bytes = dict(_request_log_bytes)
+        counts_by_version = dict(_request_counts_by_version)
+        latencies_by_version = {k: list(v) for k, v in _latencies_by_version.items()}
     lines = [f"# TYPE {REQUEST_COUNT} counter"]
     for (model_name, status), count in sorted(counts.items()):
         lines.append(f"{REQUEST_COUNT}{_label_text(model_name=model_name, status=status)} "
                      f"{count}")
     lines.append(f"# TYPE {REQUEST_LATENCY} histogram")
     for (model_name, api, entrypoint), values in sorted(latencies.items()):
-        cumulative = 0
-        for i, bound in enumerate(LATENCY_BOUNDS_MICROS + [float("inf")]):
-            cumulative += values[i]
-            le = "+Inf" if bound == float("inf") else _number(round(bound, 6))
-            labels = _label_text(model_name=model_name, API=api, entrypoint=entrypoint, le=le)
-            lines.append(f"{REQUEST_LATENCY}_bucket{labels} {cumulative}")
-        labels = _label_text(model_name=model_name, API=api, entrypoint=entrypoint)
-        lines.append(f"{REQUEST_LATENCY}_sum{labels} {_number(values[-2])}")
-        lines.append(f"{REQUEST_LATENCY}_count{labels} {values[-1]}")
+        lines += _histogram_lines(REQUEST_LATENCY, values, model_name=model_name, API=api,
+                                  entrypoint=entrypoint)
+    lines.append(f"# TYPE {REQUEST_COUNT_BY_VERSION} counter")
+    for (model_name, version, status), count in sorted(counts_by_version.items()):
+        labels = _label_text(model_name=model_name, version=version, status=status)
+        lines.append(f"{REQUEST_COUNT_BY_VERSION}{labels} {count}")
+    lines.append(f"# TYPE {REQUEST_LATENCY_BY_VERSION} histogram")
+    for (model_name, version), values in sorted(latencies_by_version.items()):
+        lines += _histogram_lines(REQUEST_LATENCY_BY_VERSION, values, model_name=model_name,
+                                  version=version)
     lines.append(f"# TYPE {REQUEST_LOG_COUNT} counter")
     for (model_name, status_code), count in sorted(log_counts.items()):
         labels = _label_text(model_name=model_name, status_code=status_code)

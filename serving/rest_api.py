@@ -55,6 +55,7 @@ class RestApi:
         started = time.monotonic()
         received = time.time()  # the request time its log records
         model_name, api = "", None
+        resolved = ResolvedVersion()
         loop = asyncio.get_running_loop()
         try:
             model_name, api, handler, args = self._route(method, path, body)
@@ -63,18 +64,19 @@ class RestApi:
             batched = self._batched_servable(*args[:3]) \
                 if api == "predict" and len(body) <= LOOP_DECODE_MAX_BYTES else None
             if batched is not None:
+                resolved.version = batched.version
                 output, call_log = await self._predict_on_loop(loop, executor, deadline,
                                                                batched, *args)
             else:
                 output, call_log = await _within(
-                    loop.run_in_executor(executor, handler, *args), deadline)
+                    loop.run_in_executor(executor, handler, resolved, *args), deadline)
             status_name, http_status = "OK", 200
             # Only a call answered 200 in time is logged (not one that ran past its deadline).
             if call_log is not None and self.request_logger is not None:
                 self.request_logger.log(received, *call_log)
         except Exception as e:
             status_name, http_status, output = self._error(e, method, path)
-        self._observe(model_name, api, status_name, started)
+        self._observe(model_name, api, status_name, started, resolved.version)
         return http_status, output
 
     def _batched_servable(self, name, version, label):
@@ -121,11 +123,17 @@ class RestApi:
         return "INTERNAL", 500, json_codec.encode_error(
             f"Internal error: {type(e).__name__}: {e}")
 
-    def _observe(self, model_name, api, status_name, started):
+    def _observe(self, model_name, api, status_name, started, version):
         if api is not None and model_name:
             metrics.observe_request(metrics.model_label(model_name, self.manager.model_names()),
                                     api, status_name, time.monotonic() - started,
-                                    entrypoint="REST")
+                                    entrypoint="REST", version=version)
+
+    def _servable(self, resolved, name, version, label):
+        """manager.servable(), noting the version it resolved to for the per-version metrics."""
+        servable = self.manager.servable(name, version, label)
+        resolved.version = servable.version
+        return servable
 
     def _route(self, method, path, body):
         """-> (model name, api, handler, its arguments); raises for bad paths."""
@@ -154,10 +162,10 @@ class RestApi:
         raise malformed
 
     # --- APIs -----------------------------------------------------------------------------
-    def _predict(self, name, version, label, body):
+    def _predict(self, resolved, name, version, label, body):
         doc = json_codec.parse_json(body)
         signature_name = json_codec.signature_name_of(doc)
-        servable = self.manager.servable(name, version, label)
+        servable = self._servable(resolved, name, version, label)
         inputs, request_format = self._decode_predict(doc, servable, signature_name)
         outputs = servable.predict(signature_name, inputs)
         return (json_codec.encode_predict_response(outputs, request_format),
@@ -173,16 +181,17 @@ class RestApi:
             raise servable.with_signature_hint(error, signature_name,
                                                _named_inputs(doc)) from None
 
-    def _examples_request(self, name, version, label, body):
+    def _examples_request(self, resolved, name, version, label, body):
         """Classify and regress read the same body: (servable, signature, context, examples)."""
         doc = json_codec.parse_json(body)
         signature_name = json_codec.signature_name_of(doc)
         context, examples = json_codec.decode_examples_request(doc)
-        return self.manager.servable(name, version, label), signature_name, context, examples
+        return (self._servable(resolved, name, version, label), signature_name, context,
+                examples)
 
-    def _classify(self, name, version, label, body):
+    def _classify(self, resolved, name, version, label, body):
         servable, signature_name, context, examples = self._examples_request(
-            name, version, label, body)
+            resolved, name, version, label, body)
         classes, scores = servable.classify(
             signature_name, json_codec.serialized_examples(context, examples))
         return json_codec.encode_classify_response(classes, scores), (
@@ -190,9 +199,9 @@ class RestApi:
             request_logging.rest_classify, name, version, label, signature_name,
             servable.version, body, classes, scores)
 
-    def _regress(self, name, version, label, body):
+    def _regress(self, resolved, name, version, label, body):
         servable, signature_name, context, examples = self._examples_request(
-            name, version, label, body)
+            resolved, name, version, label, body)
         values = servable.regress(signature_name,
                                   json_codec.serialized_examples(context, examples))
         return json_codec.encode_regress_response(values), (
@@ -200,7 +209,7 @@ class RestApi:
             request_logging.rest_regress, name, version, label, signature_name,
             servable.version, body, values)
 
-    def _status(self, name, version, label):
+    def _status(self, _resolved, name, version, label):
         states = self.manager.version_states(name, version, label)
         body = {"model_version_status": [
             {"version": str(state.version), "state": state.state,
@@ -210,11 +219,11 @@ class RestApi:
         # TF Serving prints protobuf JSON with add_whitespace: one-space indents.
         return json.dumps(body, indent=1, ensure_ascii=False) + "\n", None
 
-    def _metadata(self, name, version, label):
+    def _metadata(self, resolved, name, version, label):
         from google.protobuf import json_format
         from tensorflow_serving.apis import get_model_metadata_pb2
 
-        servable = self.manager.servable(name, version, label)
+        servable = self._servable(resolved, name, version, label)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, signature in servable.signature_defs().items():
             signature_map.signature_def[key].CopyFrom(signature)
@@ -227,6 +236,15 @@ class RestApi:
         # Same layout as TF Serving, which glues two protobuf JSON strings together.
         return ('{\n"model_spec":' + json.dumps(model_spec, indent=1) + ",\n"
                 '"metadata": {"signature_def": ' + signature_json + "}\n}\n"), None
+
+
+class ResolvedVersion:
+    """The version a request resolved to (None until it does), set on the pool thread and
+    read when the request is counted: a failed request still counts under its version."""
+    __slots__ = ("version",)
+
+    def __init__(self):
+        self.version = None
 
 
 def _predict_log(name, version, label, signature_name, servable, body, outputs):
