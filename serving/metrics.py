@@ -3,9 +3,9 @@
 TF Serving's exporter turns "/tensorflow/serving/request_count" into
 ":tensorflow:serving:request_count"; both REST and gRPC report here through observe_request,
 the request logger through count_request_logs, SavedModel warmup through observe_warmup
-(whose replayed requests are not requests: they are counted only there). The *_by_version families are ours (TF
-Serving has no request metric with a version label): a release controller compares a
-canary version with the stable one through them.
+(its replayed requests are not requests: they are counted only there). The *_by_version
+families are ours (TF Serving has no request metric with a version label): a release
+controller compares a canary version with the stable one through them.
 """
 import threading
 
