@@ -35,6 +35,10 @@ SECTION = "## First request with and without warmup"
 LOADED = re.compile(r"Successfully loaded servable version \{name: \S+ version: \d+\} "
                     r"in ([0-9.]+)s")
 VARIANTS = ("without warmup", "with warmup")
+NOTE = ("- Without warmup the first predict pays for TensorFlow's lazy initialization of the "
+        "signature (the session prunes and optimizes its graph on the first run); warmup pays "
+        "it during the load instead (the version load column), while an older version, if "
+        "any, still serves. Load time has the server log's 0.1 s resolution.")
 
 
 def parse_args(argv=None):
@@ -185,9 +189,9 @@ def write_section(path, args, results, context):
     ]
     for (protocol, variant), runs in results.items():
         first, second, load, ready = (statistics.median(r[i] for r in runs) for i in range(4))
-        lines.append(f"| {protocol} | {variant} | {first:.1f} | {second:.2f} | {load:.2f} | "
+        lines.append(f"| {protocol} | {variant} | {first:.1f} | {second:.2f} | {load:.1f} | "
                      f"{ready:.1f} |")
-    lines += [""]
+    lines += ["", NOTE, ""]
     bench.replace_section(path, SECTION, lines)
     return lines
 
