@@ -82,7 +82,7 @@ class PipelineConfig:
     infra_request_rows: int = 5
     # Then a load test: requests at this rate for this long must answer with a
     # p99 latency within the target and at most this many failures.
-    infra_p99_target_ms: float = 250.0
+    infra_p99_target_ms: float = 100.0
     infra_load_rate: float = 20.0  # requests per second
     infra_load_seconds: float = 3.0
     infra_max_failed_requests: int = 0

@@ -17,14 +17,14 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils, proto_utils
 
-# TFX's Pusher reads the warmed model only when it is given no `model` input;
-# this one keeps `model` (lineage and the served-model resolver follow it) and
-# still pushes the warmed copy.
-HAS_MODEL = "has_model"
+from pipeline.components.infra_validator import HAS_MODEL
 
 
 def warmed_model_path(input_dict) -> str | None:
-    """The InfraValidator's copy of the model with warmup requests, if it made one."""
+    """The InfraValidator's copy of the model with warmup requests, if it made one.
+    TFX's Pusher reads it only when given no `model` input; this one keeps
+    `model` (lineage and the served-model resolver follow it) and still pushes
+    the warmed copy."""
     blessings = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY)
     if not blessings:
         return None

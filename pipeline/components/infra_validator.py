@@ -13,10 +13,10 @@ import tempfile
 import time
 
 from absl import logging
+from tfx import types
 from tfx.components.infra_validator.component import InfraValidator as TfxInfraValidator
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.proto import infra_validator_pb2
-from tfx import types
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import io_utils, path_utils, proto_utils
