@@ -247,8 +247,9 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
 
         # Requests from this run's new span: the newest rows clients will send.
         infra = infra_validator(cfg, trainer.outputs["model"], new_span.outputs["examples"])
-        # After the Evaluator, so that the server's load test does not share the CPU
-        # with it; it still runs when the Evaluator says no (the Pusher reads both).
+        # After the Evaluator: a runner that runs nodes side by side would otherwise
+        # load-test the server while the Evaluator takes the CPU. It still runs when
+        # the Evaluator says no; the Pusher reads both blessings.
         infra.add_upstream_node(evaluator)
 
         pusher = Pusher(

@@ -31,7 +31,7 @@ class RunSummary:
         return bool(self.infra["blessed"]) if "blessed" in self.infra else None
 
     def infra_validation(self) -> str:
-        """e.g. 'InfraValidator: blessed; p99 12.3 ms at 20 req/s (target 250 ms), 0 failed'"""
+        """e.g. 'InfraValidator: blessed; p99 12.3 ms at 20 req/s (target 100 ms), 0 failed'"""
         if not self.infra:
             return ""
         verdict = "blessed" if self.infra_blessed else "not blessed"
