@@ -1,0 +1,295 @@
+"""CPU per request log, outside a load test: what the request path, the sender thread and
+the writer process each spend on one REST and one gRPC predict log of the taxi model,
+for this checkout and a baseline revision, in one run.
+
+    python benchmarks/request_log_writer_bench.py --baseline=main \
+        --model_base_path=outputs/serving_model/taxi_tips
+
+A script, not a test; it starts no server. Two child processes, one importing this
+checkout's serving/ and one the baseline's (extracted with git archive), each load the
+model once and run the logging code directly: RequestLogger.log for every call (the request
+path), one _send_queued for the batch (the sender thread's prepare and pickle, into a
+stand-in pipe), then the writer's _Writer.write for every entry and a flush to files (the
+writer process's whole per-log path). The parent alternates the children's repetitions, so
+load from elsewhere on a busy machine hits both alike, and prints medians of CPU time
+(time.process_time) per log. Both write the same timestamps, so their files must be equal
+byte for byte: the parent checks it.
+"""
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("request path", "sender", "writer")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", default="main",
+                        help="git revision to compare with; '' for this checkout alone")
+    parser.add_argument("--model_base_path", default=str(REPO / "outputs" / "serving_model"
+                                                         / "taxi_tips"))
+    parser.add_argument("--model_name", default="taxi_tips")
+    parser.add_argument("--signature", default="serving_raw")
+    parser.add_argument("--data_glob", default=str(REPO / "data" / "spans" / "*" / "*.csv"))
+    parser.add_argument("--logs", type=int, default=3000, help="logs per repetition")
+    parser.add_argument("--repetitions", type=int, default=7)
+    parser.add_argument("--profile", action="store_true",
+                        help="print a cProfile of this checkout's writer on REST logs")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # the serving root a child imports
+    return parser.parse_args(argv)
+
+
+# --- a child: one revision's logging code, run on demand -------------------------------------
+
+class _CapturedPipe:
+    """Stands in for the pipe ends: keeps what the sender or writer sends."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send_bytes(self, data):
+        self.sent.append(data)
+
+    def send(self, message):
+        self.sent.append(message)
+
+
+class _Child:
+    def __init__(self, args, work_dir):
+        import numpy as np
+        import tensorflow as tf
+        from google.protobuf import text_format
+        from tensorflow_serving.apis import predict_pb2
+        from tensorflow_serving.config import model_server_config_pb2
+
+        from serving import json_codec, proto_codec, request_log_writer, request_logging, \
+            rest_api
+        from serving.servable import Servable
+
+        sys.path.insert(1, str(REPO / "benchmarks"))
+        import serving_bench as bench
+
+        self.request_logging, self.request_log_writer = request_logging, request_log_writer
+        self.rest_api = rest_api
+        self.args, self.work_dir = args, Path(work_dir)
+        version_dir = bench.latest_version_dir(args.model_base_path)
+        self.servable = Servable(args.model_name, int(version_dir.name), str(version_dir))
+        dtypes = bench.signature_input_dtypes(version_dir, args.signature)
+        row, _ = bench.realistic_row(args.data_glob, dtypes)
+        self.body = json.dumps({"signature_name": args.signature, "instances": [row]}).encode()
+        inputs, _ = json_codec.decode_predict_request(
+            json_codec.parse_json(self.body), self.servable.signature_inputs(args.signature))
+        self.outputs = self.servable.predict(args.signature, inputs)
+        # The gRPC request as serving_bench's clients send it, the response as
+        # grpc_api answers it.
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = args.model_name
+        request.model_spec.signature_name = args.signature
+        for name, value in bench.as_arrays([row], dtypes).items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        self.grpc_request = request.SerializeToString()
+        self.grpc_response = predict_pb2.PredictResponse()
+        proto_codec.set_model_spec(self.grpc_response.model_spec, args.model_name,
+                                   self.servable.version, args.signature)
+        for alias, value in self.outputs.items():
+            proto_codec.fill_tensor_proto(self.grpc_response.outputs[alias], np.asarray(value))
+        self.prefixes = {api: str(self.work_dir / api / "requests") for api in ("REST", "gRPC")}
+        self.configs = {
+            api: text_format.Parse(
+                f'model_config_list {{ config {{ name: "{args.model_name}" base_path: "/x" '
+                f'logging_config {{ sampling_config {{ sampling_rate: 1.0 }} '
+                f'log_collector_config {{ type: "tfrecord" filename_prefix: "{prefix}" }} '
+                f'}} }} }}', model_server_config_pb2.ModelServerConfig())
+            for api, prefix in self.prefixes.items()}
+        self.timestamp = 1.8e9  # one arrival time for every log: files comparable by bytes
+
+    def _call_logs(self, api):
+        """What the API layer hands RequestLogger.log for one call (but the time)."""
+        if api == "REST":
+            return self.rest_api._predict_log(self.args.model_name, None, None,
+                                              self.args.signature, self.servable, self.body,
+                                              self.outputs)
+        return (self.request_logging.PREDICT, self.args.model_name, self.servable.version,
+                self.args.signature, self.request_logging.serialized_protos,
+                self.grpc_request, self.grpc_response)
+
+    def run(self, api, logs, profilers=None):
+        """-> ({stage: CPU us per log}, sha256 of the files written). profilers: {stage:
+        cProfile.Profile} to run around each stage."""
+        profiled = _Stages(profilers)
+        config = self.configs[api]
+        logger = self.request_logging.RequestLogger(lambda: config)
+        logger._logs = pipe = _CapturedPipe()
+        call_log = self._call_logs(api)
+        writer = self.request_log_writer._Writer(_CapturedPipe(), os.getpid(), 1 << 40, 1e9)
+        timestamp = self.timestamp
+
+        started = time.process_time()
+        with profiled("request path"):
+            for _ in range(logs):
+                logger.log(timestamp, *call_log)
+        queued = time.process_time()
+        with profiled("sender"):
+            logger._send_queued()
+        sent = time.process_time()
+        with profiled("writer"):
+            self._write(writer, pipe.sent)
+        written = time.process_time()
+
+        folder = Path(self.prefixes[api]).parent
+        digest = hashlib.sha256()
+        for path in sorted(folder.glob("*.tfrecord")):
+            digest.update(path.read_bytes())
+        shutil.rmtree(folder)
+        return ({"request path": (queued - started) / logs * 1e6,
+                 "sender": (sent - queued) / logs * 1e6,
+                 "writer": (written - sent) / logs * 1e6}, digest.hexdigest())
+
+    @staticmethod
+    def _write(writer, messages):
+        for message in messages:  # the writer's loop (request_log_writer.run)
+            message = pickle.loads(message)
+            writer.active_prefixes = message[1]
+            for entry in message[2]:
+                writer.write(*entry)
+        writer.flush_all(closing=True)
+
+    def profile(self, logs):
+        import cProfile
+        import pstats
+
+        for api in ("REST", "gRPC"):
+            profilers = {stage: cProfile.Profile() for stage in STAGES[1:]}
+            self.run(api, logs, profilers)
+            for stage, profiler in profilers.items():
+                print(f"--- {api} {stage}, {logs} logs", file=sys.stderr)
+                pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(18)
+
+
+class _Stages:
+    """with stages(name): profiles the block with profilers[name], if there is one."""
+
+    def __init__(self, profilers):
+        self._profilers = profilers or {}
+        self._current = None
+
+    def __call__(self, stage):
+        self._current = self._profilers.get(stage)
+        return self
+
+    def __enter__(self):
+        if self._current is not None:
+            self._current.enable()
+
+    def __exit__(self, *exc):
+        if self._current is not None:
+            self._current.disable()
+
+
+def child_main(args):
+    """Answers 'run' lines on stdin with one JSON line of results each."""
+    work_dir = tempfile.mkdtemp(prefix="log_writer_bench_")
+    try:
+        child = _Child(args, work_dir)
+        for api in ("REST", "gRPC"):  # warm-up: caches, first files, imports
+            child.run(api, min(args.logs, 200))
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if line.strip() == "profile":
+                child.profile(args.logs)
+                print("{}", flush=True)
+                continue
+            print(json.dumps({api: child.run(api, args.logs) for api in ("REST", "gRPC")}),
+                  flush=True)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+# --- the parent: children for the baseline and this checkout, alternating ----------------------
+
+def start_child(argv, serving_root):
+    # One hash seed: the outputs' order (and so the bytes written) must not vary by process.
+    env = dict(os.environ, PYTHONPATH=str(serving_root), TF_USE_LEGACY_KERAS="1",
+               TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED="0")
+    process = subprocess.Popen(
+        [sys.executable, __file__, *argv, f"--child={serving_root}"], env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return process
+
+
+def wait_ready(process, label):
+    for line in process.stdout:
+        if line.strip() == "ready":
+            return
+    sys.exit(f"the {label} child exited before it was ready (code {process.wait()})")
+
+
+def ask(process, command):
+    process.stdin.write(command + "\n")
+    process.stdin.flush()
+    return json.loads(process.stdout.readline())
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.child:
+        sys.path.insert(0, args.child)
+        return child_main(args)
+    with tempfile.TemporaryDirectory(prefix="log_writer_baseline_") as baseline_root:
+        roots = {"this checkout": REPO}
+        if args.baseline:
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline,
+                                      "serving"], check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", baseline_root], input=archive, check=True)
+            roots = {f"baseline {args.baseline}": Path(baseline_root), **roots}
+        children = {label: start_child(argv, root) for label, root in roots.items()}
+        try:
+            for label, process in children.items():
+                wait_ready(process, label)
+            if args.profile:
+                ask(children["this checkout"], "profile")
+            results = {label: [] for label in children}
+            for repetition in range(args.repetitions):
+                for label, process in children.items():
+                    results[label].append(ask(process, "run"))
+                print(f"repetition {repetition + 1}/{args.repetitions} done", file=sys.stderr,
+                      flush=True)
+        finally:
+            for process in children.values():
+                process.stdin.close()
+                process.wait()
+    report(args, results)
+
+
+def report(args, results):
+    print(f"CPU us per predict log, median of {args.repetitions} repetitions of {args.logs} "
+          f"logs (model {args.model_name}, signature {args.signature}, one row):")
+    print(f"{'':24}" + "".join(f"{api + ' ' + stage:>20}" for api in ("REST", "gRPC")
+                               for stage in STAGES))
+    digests = {}
+    for label, runs in results.items():
+        cells = []
+        for api in ("REST", "gRPC"):
+            for stage in STAGES:
+                cells.append(statistics.median(run[api][0][stage] for run in runs))
+            digests.setdefault(api, {})[label] = {run[api][1] for run in runs}
+        print(f"{label:24}" + "".join(f"{cell:20.1f}" for cell in cells))
+    for api, by_label in digests.items():
+        distinct = set().union(*by_label.values())
+        print(f"{api} files: " + ("identical in every run" if len(distinct) == 1 else
+                                  f"DIFFER ({len(distinct)} distinct contents)"))
+
+
+if __name__ == "__main__":
+    main()
