@@ -7,10 +7,10 @@ for this checkout and a baseline revision, in one run.
 
 A script, not a test; it starts no server. Two child processes, one importing this
 checkout's serving/ and one the baseline's (extracted with git archive), each load the
-model once and run the logging code directly: RequestLogger.log for every call (the request
-path), one _send_queued for the batch (the sender thread's prepare and pickle, into a
-stand-in pipe), then the writer's _Writer.write for every entry and a flush to files (the
-writer process's whole per-log path). The parent alternates the children's repetitions, so
+model once, answer --rows different taxi trips with it, and run the logging code directly:
+RequestLogger.log for every call (the request path), one _send_queued for the batch (the
+sender thread's prepare and pickle, into a stand-in pipe), then the writer's _Writer.write
+for every entry and a flush to files (the writer process's whole per-log path). The parent alternates the children's repetitions, so
 load from elsewhere on a busy machine hits both alike, and prints medians of CPU time
 (time.process_time) per log. Both write the same timestamps, so their logs must be equal
 (compared serialized deterministically): the parent checks it.
@@ -42,6 +42,8 @@ def parse_args(argv=None):
     parser.add_argument("--signature", default="serving_raw")
     parser.add_argument("--data_glob", default=str(REPO / "data" / "spans" / "*" / "*.csv"))
     parser.add_argument("--logs", type=int, default=3000, help="logs per repetition")
+    parser.add_argument("--rows", type=int, default=500,
+                        help="distinct CSV rows the calls cycle through")
     parser.add_argument("--repetitions", type=int, default=7)
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of this checkout's writer on REST logs")
@@ -50,6 +52,30 @@ def parse_args(argv=None):
 
 
 # --- a child: one revision's logging code, run on demand -------------------------------------
+
+def distinct_rows(data_glob, dtypes, count, bench) -> list:
+    """Up to count different complete rows of the CSVs, as serving_bench reads one (a body
+    sent over and over would flatter any cache)."""
+    import csv
+    import glob
+
+    rows, seen = [], set()
+    for path in sorted(glob.glob(data_glob)):
+        with open(path, newline="", encoding="utf-8") as handle:
+            for record in csv.DictReader(handle):
+                if all(record.get(name) not in (None, "") for name in dtypes):
+                    row = {name: bench._cast(record[name], dtype)
+                           for name, dtype in dtypes.items()}
+                    key = json.dumps(row, sort_keys=True)
+                    if key not in seen:
+                        seen.add(key)
+                        rows.append(row)
+                        if len(rows) == count:
+                            return rows
+    if not rows:
+        sys.exit(f"no complete rows for {sorted(dtypes)} in {data_glob}")
+    return rows
+
 
 class _CapturedPipe:
     """Stands in for the pipe ends: keeps what the sender or writer sends."""
@@ -85,24 +111,31 @@ class _Child:
         version_dir = bench.latest_version_dir(args.model_base_path)
         self.servable = Servable(args.model_name, int(version_dir.name), str(version_dir))
         dtypes = bench.signature_input_dtypes(version_dir, args.signature)
-        row, _ = bench.realistic_row(args.data_glob, dtypes)
-        self.body = json.dumps({"signature_name": args.signature, "instances": [row]}).encode()
-        inputs, _ = json_codec.decode_predict_request(
-            json_codec.parse_json(self.body), self.servable.signature_inputs(args.signature))
-        self.outputs = self.servable.predict(args.signature, inputs)
-        # The gRPC request as serving_bench's clients send it, the response as
-        # grpc_api answers it.
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = args.model_name
-        request.model_spec.signature_name = args.signature
-        for name, value in bench.as_arrays([row], dtypes).items():
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-        self.grpc_request = request.SerializeToString()
-        self.grpc_response = predict_pb2.PredictResponse()
-        proto_codec.set_model_spec(self.grpc_response.model_spec, args.model_name,
-                                   self.servable.version, args.signature)
-        for alias, value in self.outputs.items():
-            proto_codec.fill_tensor_proto(self.grpc_response.outputs[alias], np.asarray(value))
+        rows = distinct_rows(args.data_glob, dtypes, args.rows, bench)
+        # One call per row, answered by the model: the REST body serving_bench sends, the
+        # gRPC request as its clients send it, the response as grpc_api answers it.
+        self.bodies = [json.dumps({"signature_name": args.signature, "instances": [row]})
+                       .encode() for row in rows]
+        batch = {name: np.concatenate([json_codec.decode_predict_request(
+            json_codec.parse_json(body), self.servable.signature_inputs(args.signature))[0][name]
+            for body in self.bodies]) for name in dtypes}
+        batch_outputs = self.servable.predict(args.signature, batch)
+        self.outputs = [{alias: value[index:index + 1] for alias, value in batch_outputs.items()}
+                        for index in range(len(rows))]
+        self.grpc_requests, self.grpc_responses = [], []
+        for row, outputs in zip(rows, self.outputs):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = args.model_name
+            request.model_spec.signature_name = args.signature
+            for name, value in bench.as_arrays([row], dtypes).items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            self.grpc_requests.append(request.SerializeToString())
+            response = predict_pb2.PredictResponse()
+            proto_codec.set_model_spec(response.model_spec, args.model_name,
+                                       self.servable.version, args.signature)
+            for alias, value in outputs.items():
+                proto_codec.fill_tensor_proto(response.outputs[alias], np.asarray(value))
+            self.grpc_responses.append(response)
         self.prefixes = {api: str(self.work_dir / api / "requests") for api in ("REST", "gRPC")}
         self.configs = {
             api: text_format.Parse(
@@ -114,14 +147,16 @@ class _Child:
         self.timestamp = 1.8e9  # one arrival time for every log: files comparable by bytes
 
     def _call_logs(self, api):
-        """What the API layer hands RequestLogger.log for one call (but the time)."""
+        """What the API layer hands RequestLogger.log for each call (but the time)."""
         if api == "REST":
-            return self.rest_api._predict_log(self.args.model_name, None, None,
-                                              self.args.signature, self.servable, self.body,
-                                              self.outputs)
-        return (self.request_logging.PREDICT, self.args.model_name, self.servable.version,
-                self.args.signature, self.request_logging.serialized_protos,
-                self.grpc_request, self.grpc_response)
+            return [self.rest_api._predict_log(self.args.model_name, None, None,
+                                               self.args.signature, self.servable, body,
+                                               outputs)
+                    for body, outputs in zip(self.bodies, self.outputs)]
+        return [(self.request_logging.PREDICT, self.args.model_name, self.servable.version,
+                 self.args.signature, self.request_logging.serialized_protos, request,
+                 response)
+                for request, response in zip(self.grpc_requests, self.grpc_responses)]
 
     def run(self, api, logs, profilers=None):
         """-> ({stage: CPU us per log}, sha256 of the files written). profilers: {stage:
@@ -130,13 +165,14 @@ class _Child:
         config = self.configs[api]
         logger = self.request_logging.RequestLogger(lambda: config)
         logger._logs = pipe = _CapturedPipe()
-        call_log = self._call_logs(api)
+        call_logs = self._call_logs(api)
+        calls = [call_logs[index % len(call_logs)] for index in range(logs)]
         writer = self.request_log_writer._Writer(_CapturedPipe(), os.getpid(), 1 << 40, 1e9)
         timestamp = self.timestamp
 
         started = time.process_time()
         with profiled("request path"):
-            for _ in range(logs):
+            for call_log in calls:
                 logger.log(timestamp, *call_log)
         queued = time.process_time()
         with profiled("sender"):
@@ -287,7 +323,8 @@ def main(argv=None):
 
 def report(args, results):
     print(f"CPU us per predict log, median of {args.repetitions} repetitions of {args.logs} "
-          f"logs (model {args.model_name}, signature {args.signature}, one row):")
+          f"logs (model {args.model_name}, signature {args.signature}, one row a call, "
+          f"{args.rows} different rows):")
     print(f"{'':24}" + "".join(f"{api + ' ' + stage:>20}" for api in ("REST", "gRPC")
                                for stage in STAGES))
     digests = {}
