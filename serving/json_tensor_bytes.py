@@ -34,40 +34,68 @@ def parse_body(body: bytes):
 
 # --- values -> packed payloads: each None for anything but what the codec takes as is -------
 
-def _float_payload(values, largest_int, pack_format):
+def _float32_payload(values):
     for value in values:
         kind = type(value)
         if kind is float:
             if not -_LARGEST_TRUSTED_FLOAT < value < _LARGEST_TRUSTED_FLOAT:
                 return None  # NaN too
-        elif kind is not int or not -largest_int <= value <= largest_int:
+        elif kind is not int or not -_FLOAT32_INTS <= value <= _FLOAT32_INTS:
             return None  # the codec's "without loss of precision"
-    return struct.pack(f"<{len(values)}{pack_format}", *values)
-
-
-def _float32_payload(values):
-    return _float_payload(values, 2 ** 24 - 1, "f")
+    return _packer("f", len(values))(*values)
 
 
 def _float64_payload(values):
-    return _float_payload(values, 2 ** 53 - 1, "d")
-
-
-def _varint_payload(values, low, high):
     for value in values:
-        if type(value) is not int or not low <= value <= high:
+        kind = type(value)
+        if kind is float:
+            if not -_LARGEST_TRUSTED_FLOAT < value < _LARGEST_TRUSTED_FLOAT:
+                return None
+        elif kind is not int or not -_FLOAT64_INTS <= value <= _FLOAT64_INTS:
             return None
-    if min(values) >= 0 and max(values) < 128:  # one byte each: taxi's codes and counts
-        return bytes(values)
-    return b"".join([proto_codec.varint(value) for value in values])
+    return _packer("d", len(values))(*values)
+
+
+_FLOAT32_INTS, _FLOAT64_INTS = 2 ** 24 - 1, 2 ** 53 - 1  # the codec's lossless integers
+_packers = {}  # (format, count) -> struct packing function
+
+
+def _packer(pack_format, count):
+    packer = _packers.get((pack_format, count))
+    if packer is None:
+        if len(_packers) >= 1024:
+            _packers.clear()
+        packer = _packers[pack_format, count] = struct.Struct(f"<{count}{pack_format}").pack
+    return packer
 
 
 def _int32_payload(values):
-    return _varint_payload(values, -2 ** 31, 2 ** 31 - 1)
+    one_byte_each = True
+    for value in values:
+        if type(value) is not int:
+            return None
+        if not 0 <= value < 128:
+            if not -2 ** 31 <= value < 2 ** 31:
+                return None
+            one_byte_each = False
+    return bytes(values) if one_byte_each else _varints(values)
 
 
 def _int64_payload(values):
-    return _varint_payload(values, -2 ** 63, 2 ** 63 - 1)
+    one_byte_each = True  # taxi's codes and counts
+    for value in values:
+        if type(value) is not int:
+            return None
+        if not 0 <= value < 128:
+            if not -2 ** 63 <= value < 2 ** 63:
+                return None
+            one_byte_each = False
+    return bytes(values) if one_byte_each else _varints(values)
+
+
+def _varints(values):
+    varint = proto_codec.varint
+    return b"".join([varint(value) for value in values])
 
 
 def _bool_payload(values):
@@ -156,12 +184,27 @@ def _row_columns(instances, names):
                 return None
             shape = item_shape
         return {names[0]: ((len(instances),) + shape, values)}
+    for instance in instances:  # objects naming every input once (and nothing else)
+        if type(instance) is not dict or len(instance) != len(names) or _is_b64(instance):
+            return None
     columns = {}
+    if len(instances) == 1:  # the usual request: one row, most items scalars
+        for name in names:
+            item = first.get(name, _MISSING)
+            if type(item) is list:
+                values = []
+                shape = _flatten(item, values)
+                if shape is None:
+                    return None
+                columns[name] = ((1,) + shape, values)
+            elif item is _MISSING:
+                return None
+            else:
+                columns[name] = (_ONE, [item])
+        return columns
     for name in names:
         values, shape = [], None
         for instance in instances:
-            if type(instance) is not dict or len(instance) != len(names) or _is_b64(instance):
-                return None
             item = instance.get(name, _MISSING)
             if item is _MISSING:
                 return None
@@ -173,6 +216,7 @@ def _row_columns(instances, names):
     return columns
 
 
+_ONE = (1,)
 _MISSING = object()
 
 
@@ -199,20 +243,26 @@ def _named_columns(inputs, names):
 
 class InputPlan:
     """What is fixed per signature: its inputs in the signature's map order (the order
-    the writer's codec path writes them too), each with its dtype and its encoding (None:
-    not one this path writes)."""
+    the writer's codec path writes them too), each with its dtype, its encoding (None: not
+    one this path writes) and the serialized starts of its map entries, by shape and
+    payload length; and the field number of the map (PredictRequest.inputs)."""
 
-    def __init__(self, tensor_infos):
+    def __init__(self, tensor_infos, field_number: int):
+        self.field_number = field_number
         self.inputs = []
         for name in tensor_infos:
             dtype = tensor_infos[name].dtype
-            self.inputs.append((name, dtype, _ENCODINGS.get(dtype)))
+            values_tag, payload_of = _ENCODINGS.get(dtype, (None, None))
+            self.inputs.append((name, dtype, values_tag, payload_of, {}))
         self.names = [name for name, *_ in self.inputs]
-        self.covered = all(encoding is not None for _, _, encoding in self.inputs)
+        self.covered = all(payload_of is not None for _, _, _, payload_of, _ in self.inputs)
 
 
-def serialized_inputs(doc: dict, plan: InputPlan, field_number: int):
-    """PredictRequest.inputs (field field_number) as serialized_tensor_map writes the arrays
+_MAX_STARTS = 256  # an input's (shape, payload length) pairs remembered
+
+
+def serialized_inputs(doc: dict, plan: InputPlan):
+    """The inputs field of a PredictRequest as serialized_tensor_map writes the arrays
     json_codec.decode_predict_request makes of doc; None where this path does not cover
     the body (the caller decodes it with the codec)."""
     if not plan.covered or not plan.inputs:
@@ -229,12 +279,18 @@ def serialized_inputs(doc: dict, plan: InputPlan, field_number: int):
         return None
     if columns is None:
         return None
-    entry = proto_codec.tensor_map_entry
     parts = []
-    for name, dtype, (values_tag, payload_of) in plan.inputs:
+    for name, dtype, values_tag, payload_of, starts in plan.inputs:
         shape, values = columns[name]
         payload = payload_of(values)
         if payload is None:
             return None
-        parts.append(entry(field_number, name, dtype, shape, values_tag, payload))
+        # All but the values depends on the shape and the payload's length only.
+        start = starts.get((shape, len(payload)))
+        if start is None:
+            if len(starts) >= _MAX_STARTS:
+                starts.clear()
+            start = starts[shape, len(payload)] = proto_codec.tensor_map_entry_start(
+                plan.field_number, name, dtype, shape, values_tag, len(payload))
+        parts += (start, payload)
     return b"".join(parts)

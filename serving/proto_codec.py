@@ -232,16 +232,28 @@ def _tensor_encoding(numpy_dtype):
     return encoding
 
 
+def string_values(items) -> bytes:
+    """Strings (bytes, or anything else as its str in UTF-8) as TensorProto string_val
+    fields."""
+    string_tag = _STRING_VAL_TAG
+    parts = []
+    for item in items:
+        item = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts += (string_tag, varint(len(item)), item)
+    return b"".join(parts)
+
+
+def packed_encoding(dtype_str: str):
+    """(DataType, values field tag) for a numpy dtype.str whose bytes are already the
+    values as the field packs them (little-endian float32 and float64), else None."""
+    return _PACKED_AS_IS.get(dtype_str)
+
+
 def _values(array, tag, packed_format) -> bytes:
     """The array's values as the TensorProto holds them: packed numbers (without their tag
     and length), or for strings (tag None) their string_val fields."""
     if tag is None:
-        string_tag = _STRING_VAL_TAG
-        parts = []
-        for item in array.ravel().tolist():
-            item = item if isinstance(item, bytes) else str(item).encode("utf-8")
-            parts += (string_tag, varint(len(item)), item)
-        return b"".join(parts)
+        return string_values(array.ravel().tolist())
     flat = array.ravel()
     if packed_format:
         return flat.astype(packed_format, copy=False).tobytes()
@@ -265,6 +277,8 @@ def serialized_tensor_proto(value) -> bytes:
 
 
 _STRING_VAL_TAG = value_field_tag("string_val")
+_PACKED_AS_IS = {"<f4": (types_pb2.DT_FLOAT, value_field_tag("float_val")),
+                 "<f8": (types_pb2.DT_DOUBLE, value_field_tag("double_val"))}
 _MAP_KEYS = {}  # alias -> map_entry_key(alias)
 
 
@@ -279,28 +293,34 @@ def map_entry_key(alias: str) -> bytes:
     return key
 
 
+def tensor_map_entry_start(field_number: int, alias: str, dtype: int, shape: tuple, values_tag,
+                           payload_length: int) -> bytes:
+    """All of a map<string, TensorProto> field's entry but the tensor's values, which
+    follow it: the tensor has dtype and shape, and its values are payload_length bytes of
+    the packed field values_tag, or for strings (values_tag None) their string_val fields."""
+    tensor_start = tensor_header(dtype, shape)
+    if values_tag is not None and payload_length:
+        tensor_start += values_tag + varint(payload_length)
+    entry_start = map_entry_key(alias) + varint(len(tensor_start) + payload_length) \
+        + tensor_start
+    return varint(field_number << 3 | 2) + varint(len(entry_start) + payload_length) \
+        + entry_start
+
+
 _entry_starts = {}
 
 
 def tensor_map_entry(field_number: int, alias: str, dtype: int, shape: tuple, values_tag,
                      payload: bytes) -> bytes:
-    """One entry of a map<string, TensorProto> field, as a field of its message: the tensor
-    has dtype and shape, and payload is its packed values of the field values_tag, or for
-    strings (values_tag None) their string_val fields. All but the payload depends only on
-    these and the payload's length, and is serialized once: a tensor costs a lookup."""
+    """tensor_map_entry_start and the payload; the start serialized once per alias, dtype,
+    shape and payload length."""
     key = (field_number, alias, dtype, shape, values_tag, len(payload))
     start = _entry_starts.get(key)
     if start is None:
-        tensor_start = tensor_header(dtype, shape)
-        if values_tag is not None and payload:
-            tensor_start += values_tag + varint(len(payload))
-        entry_start = map_entry_key(alias) + varint(len(tensor_start) + len(payload)) \
-            + tensor_start
-        start = varint(field_number << 3 | 2) + varint(len(entry_start) + len(payload)) \
-            + entry_start
         if len(_entry_starts) >= 16 * _MAX_PLANS:  # payload lengths vary for varints, strings
             _entry_starts.clear()
-        _entry_starts[key] = start
+        start = _entry_starts[key] = tensor_map_entry_start(
+            field_number, alias, dtype, shape, values_tag, len(payload))
     return start + payload
 
 

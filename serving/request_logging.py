@@ -410,7 +410,9 @@ _signature_inputs = weakref.WeakKeyDictionary()  # servable -> {signature: seria
 def _serialized_signature_inputs(servable, signature_name) -> bytes:
     """The signature's input TensorInfos, which the writer needs to decode a REST body,
     serialized once per servable and signature (one bytes object: a batch pickles it once)."""
-    by_signature = _signature_inputs.setdefault(servable, {})
+    by_signature = _signature_inputs.get(servable)  # not setdefault: a new {} per call
+    if by_signature is None:
+        by_signature = _signature_inputs[servable] = {}
     serialized = by_signature.get(signature_name)
     if serialized is None:
         from tensorflow.core.protobuf import meta_graph_pb2
@@ -435,6 +437,8 @@ _parsed_signature_inputs = {}  # the writer's: serialized inputs -> (TensorInfo 
 
 def _rest_predict_build(name, version, label, signature_name, served_version, signature_inputs,
                         body, outputs):
+    """The PredictRequest a gRPC client would have sent for the body, and the
+    PredictResponse of the outputs, both serialized."""
     from serving import json_codec, json_tensor_bytes, proto_codec
 
     parsed = _parsed_signature_inputs.get(signature_inputs)
@@ -445,24 +449,48 @@ def _rest_predict_build(name, version, label, signature_name, served_version, si
             _parsed_signature_inputs.clear()
         infos = meta_graph_pb2.SignatureDef.FromString(signature_inputs).inputs
         parsed = _parsed_signature_inputs[signature_inputs] = (
-            infos, json_tensor_bytes.InputPlan(infos))
+            infos, json_tensor_bytes.InputPlan(infos, _predict_fields()["request inputs"]))
     infos, plan = parsed
     fields = _predict_fields()
     # Plain bodies (taxi's) go from the JSON to the wire format directly; the codec, which
     # costs several times as much, decodes the rest as the server did.
     doc = json_tensor_bytes.parse_body(body)
-    inputs = None if doc is None else json_tensor_bytes.serialized_inputs(
-        doc, plan, fields["request inputs"])
+    inputs = None if doc is None else json_tensor_bytes.serialized_inputs(doc, plan)
     if inputs is None:
         arrays, _ = json_codec.decode_predict_request(json_codec.parse_json(body), infos)
         inputs = proto_codec.serialized_tensor_map(fields["request inputs"], arrays)
-    request = _serialized_field(fields["request model_spec"], _request_model_spec,
+    request = _model_spec_field(fields["request model_spec"], _request_model_spec,
                                 name, version, label, signature_name) + inputs
-    response = proto_codec.serialized_tensor_map(
-        fields["response outputs"], {alias: _array(value) for alias, value in outputs.items()})
-    response += _serialized_field(fields["response model_spec"], proto_codec.set_model_spec,
+    response = _serialized_outputs(fields["response outputs"], outputs)
+    response += _model_spec_field(fields["response model_spec"], proto_codec.set_model_spec,
                                   name, served_version, signature_name)
     return request, response
+
+
+def _serialized_outputs(field_number, outputs) -> bytes:
+    """PredictResponse.outputs from the sender's portable arrays: float outputs from their
+    bytes, which are the packed values already, strings from their items; others (rarer
+    dtypes) through numpy."""
+    from tensorflow.core.framework import types_pb2
+
+    from serving import proto_codec
+
+    parts = []
+    for alias, (kind, shape, data) in outputs.items():
+        if kind == "objects":
+            parts.append(proto_codec.tensor_map_entry(
+                field_number, alias, types_pb2.DT_STRING, shape, None,
+                proto_codec.string_values(data)))
+            continue
+        encoding = proto_codec.packed_encoding(kind)
+        if encoding is None:
+            parts.append(proto_codec.serialized_tensor_map(
+                field_number, {alias: _array((kind, shape, data))}))
+        else:
+            dtype, values_tag = encoding
+            parts.append(proto_codec.tensor_map_entry(field_number, alias, dtype, shape,
+                                                      values_tag, data))
+    return b"".join(parts)
 
 
 _PREDICT_FIELDS = {}
@@ -487,7 +515,7 @@ def _predict_fields() -> dict:
 _model_spec_fields = {}  # (field, fill, its arguments) -> the serialized field
 
 
-def _serialized_field(field_number, fill, *arguments) -> bytes:
+def _model_spec_field(field_number, fill, *arguments) -> bytes:
     """A ModelSpec field filled by fill(model_spec, *arguments), serialized once per
     model, version and signature rather than once per log."""
     key = (field_number, fill, *arguments)

@@ -453,7 +453,7 @@ def test_rest_predict_logs_hold_what_the_codec_decodes(inputs, body, direct, ver
     doc = json_tensor_bytes.parse_body(body)
     field = predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name["inputs"].number
     covered = doc is not None and json_tensor_bytes.serialized_inputs(
-        doc, json_tensor_bytes.InputPlan(signature.inputs), field) is not None
+        doc, json_tensor_bytes.InputPlan(signature.inputs, field)) is not None
     assert covered == direct
 
 
@@ -482,9 +482,9 @@ def test_bodies_the_codec_refuses_are_left_to_it(body):
     with pytest.raises(errors.ServingError):
         json_codec.decode_predict_request(json_codec.parse_json(body), signature.inputs)
     field = predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name["inputs"].number
-    assert json_tensor_bytes.serialized_inputs(json_tensor_bytes.parse_body(body),
-                                               json_tensor_bytes.InputPlan(signature.inputs),
-                                               field) is None
+    assert json_tensor_bytes.serialized_inputs(
+        json_tensor_bytes.parse_body(body),
+        json_tensor_bytes.InputPlan(signature.inputs, field)) is None
 
 
 def test_a_full_queue_drops_logs_without_blocking():
