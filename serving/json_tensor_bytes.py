@@ -170,7 +170,7 @@ def _flatten(item, out):
 
 
 def _row_columns(instances, names):
-    """{name: (shape, flat values)} of an "instances" list, or None."""
+    """[(shape, flat values) of each name] of an "instances" list, or None."""
     first = instances[0]
     if type(first) is not dict or _is_b64(first):  # a list of one input's values
         if len(names) != 1:
@@ -183,11 +183,11 @@ def _row_columns(instances, names):
             if item_shape is None or (shape is not None and item_shape != shape):
                 return None
             shape = item_shape
-        return {names[0]: ((len(instances),) + shape, values)}
+        return [((len(instances),) + shape, values)]
     for instance in instances:  # objects naming every input once (and nothing else)
         if type(instance) is not dict or len(instance) != len(names) or _is_b64(instance):
             return None
-    columns = {}
+    columns = []
     if len(instances) == 1:  # the usual request: one row, most items scalars
         for name in names:
             item = first.get(name, _MISSING)
@@ -196,11 +196,11 @@ def _row_columns(instances, names):
                 shape = _flatten(item, values)
                 if shape is None:
                     return None
-                columns[name] = ((1,) + shape, values)
+                columns.append(((1,) + shape, values))
             elif item is _MISSING:
                 return None
             else:
-                columns[name] = (_ONE, [item])
+                columns.append((_ONE, [item]))
         return columns
     for name in names:
         values, shape = [], None
@@ -212,7 +212,7 @@ def _row_columns(instances, names):
             if item_shape is None or (shape is not None and item_shape != shape):
                 return None
             shape = item_shape
-        columns[name] = ((len(instances),) + shape, values)
+        columns.append(((len(instances),) + shape, values))
     return columns
 
 
@@ -221,12 +221,12 @@ _MISSING = object()
 
 
 def _named_columns(inputs, names):
-    """{name: (shape, flat values)} of an "inputs" value, or None."""
+    """[(shape, flat values) of each name] of an "inputs" value, or None."""
     if type(inputs) is not dict or _is_b64(inputs):
         if len(names) != 1:
             return None
         inputs = {names[0]: inputs}
-    columns = {}
+    columns = []
     for name in names:
         item = inputs.get(name, _MISSING)
         if item is _MISSING:
@@ -235,7 +235,7 @@ def _named_columns(inputs, names):
         shape = _flatten(item, values)
         if shape is None:
             return None
-        columns[name] = (shape, values)
+        columns.append((shape, values))
     return columns
 
 
@@ -280,8 +280,8 @@ def serialized_inputs(doc: dict, plan: InputPlan):
     if columns is None:
         return None
     parts = []
-    for name, dtype, values_tag, payload_of, starts in plan.inputs:
-        shape, values = columns[name]
+    for (name, dtype, values_tag, payload_of, starts), (shape, values) in zip(plan.inputs,
+                                                                               columns):
         payload = payload_of(values)
         if payload is None:
             return None

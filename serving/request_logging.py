@@ -459,12 +459,10 @@ def _rest_predict_build(name, version, label, signature_name, served_version, si
     if inputs is None:
         arrays, _ = json_codec.decode_predict_request(json_codec.parse_json(body), infos)
         inputs = proto_codec.serialized_tensor_map(fields["request inputs"], arrays)
-    request = _model_spec_field(fields["request model_spec"], _request_model_spec,
-                                name, version, label, signature_name) + inputs
-    response = _serialized_outputs(fields["response outputs"], outputs)
-    response += _model_spec_field(fields["response model_spec"], proto_codec.set_model_spec,
-                                  name, served_version, signature_name)
-    return request, response
+    request_spec, response_spec = _model_spec_fields(name, version, label, signature_name,
+                                                     served_version)
+    return (request_spec + inputs,
+            _serialized_outputs(fields["response outputs"], outputs) + response_spec)
 
 
 def _serialized_outputs(field_number, outputs) -> bytes:
@@ -512,26 +510,32 @@ def _predict_fields() -> dict:
     return _PREDICT_FIELDS
 
 
-_model_spec_fields = {}  # (field, fill, its arguments) -> the serialized field
+_model_specs = {}  # (name, version, label, signature, served version) -> _model_spec_fields
 
 
-def _model_spec_field(field_number, fill, *arguments) -> bytes:
-    """A ModelSpec field filled by fill(model_spec, *arguments), serialized once per
-    model, version and signature rather than once per log."""
-    key = (field_number, fill, *arguments)
-    serialized = _model_spec_fields.get(key)
-    if serialized is None:
+def _model_spec_fields(name, version, label, signature_name, served_version) -> tuple:
+    """The model_spec fields of a REST predict's PredictRequest and PredictResponse,
+    serialized once per model, version and signature rather than once per log."""
+    key = (name, version, label, signature_name, served_version)
+    fields = _model_specs.get(key)
+    if fields is None:
         from tensorflow_serving.apis import model_pb2
 
-        from serving.proto_codec import length_delimited
+        from serving import proto_codec
 
-        model_spec = model_pb2.ModelSpec()
-        fill(model_spec, *arguments)
-        serialized = length_delimited(field_number, model_spec.SerializeToString())
-        if len(_model_spec_fields) >= _MAX_METADATA:
-            _model_spec_fields.clear()
-        _model_spec_fields[key] = serialized
-    return serialized
+        numbers = _predict_fields()
+        request_spec, response_spec = model_pb2.ModelSpec(), model_pb2.ModelSpec()
+        _request_model_spec(request_spec, name, version, label, signature_name)
+        proto_codec.set_model_spec(response_spec, name, served_version, signature_name)
+        fields = (
+            proto_codec.length_delimited(numbers["request model_spec"],
+                                         request_spec.SerializeToString()),
+            proto_codec.length_delimited(numbers["response model_spec"],
+                                         response_spec.SerializeToString()))
+        if len(_model_specs) >= _MAX_METADATA:
+            _model_specs.clear()
+        _model_specs[key] = fields
+    return fields
 
 
 def _rest_examples_prepare(name, version, label, signature_name, served_version, body,
