@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("request path", "sender", "writer")
+STAGES = ("request path", "sender", "writer", "writer process")
 
 
 def parse_args(argv=None):
@@ -44,6 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--logs", type=int, default=3000, help="logs per repetition")
     parser.add_argument("--rows", type=int, default=500,
                         help="distinct CSV rows the calls cycle through")
+    parser.add_argument("--batch", type=int, default=400,
+                        help="logs a sender's drain hands over (0.1 s at ~4,000 logs/s)")
     parser.add_argument("--repetitions", type=int, default=7)
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of this checkout's writer on REST logs")
@@ -104,6 +106,9 @@ class _Child:
 
         sys.path.insert(1, str(REPO / "benchmarks"))
         import serving_bench as bench
+        # serving_bench put this checkout first on sys.path; a spawned writer process, which
+        # inherits sys.path, must import the revision under test too.
+        sys.path.insert(0, args.child)
 
         self.request_logging, self.request_log_writer = request_logging, request_log_writer
         self.rest_api = rest_api
@@ -136,15 +141,20 @@ class _Child:
             for alias, value in outputs.items():
                 proto_codec.fill_tensor_proto(response.outputs[alias], np.asarray(value))
             self.grpc_responses.append(response)
-        self.prefixes = {api: str(self.work_dir / api / "requests") for api in ("REST", "gRPC")}
+        # The writer process logs under a prefix of its own: it writes after the in-process
+        # stages have read theirs, and keeps its files open.
+        self.prefixes = {(api, where): str(self.work_dir / where / api / "requests")
+                         for api in ("REST", "gRPC") for where in ("here", "process")}
         self.configs = {
-            api: text_format.Parse(
+            key: text_format.Parse(
                 f'model_config_list {{ config {{ name: "{args.model_name}" base_path: "/x" '
                 f'logging_config {{ sampling_config {{ sampling_rate: 1.0 }} '
                 f'log_collector_config {{ type: "tfrecord" filename_prefix: "{prefix}" }} '
                 f'}} }} }}', model_server_config_pb2.ModelServerConfig())
-            for api, prefix in self.prefixes.items()}
+            for key, prefix in self.prefixes.items()}
         self.timestamp = 1.8e9  # one arrival time for every log: files comparable by bytes
+        self.writer_process = self.writer_logs = self.writer_reports = None
+        self.writer_warm = set()  # the APIs the writer process has built logs of
 
     def _call_logs(self, api):
         """What the API layer hands RequestLogger.log for each call (but the time)."""
@@ -159,10 +169,10 @@ class _Child:
                 for request, response in zip(self.grpc_requests, self.grpc_responses)]
 
     def run(self, api, logs, profilers=None):
-        """-> ({stage: CPU us per log}, sha256 of the files written). profilers: {stage:
-        cProfile.Profile} to run around each stage."""
+        """-> ({stage: CPU us per log}, sha256 of the logs written in this process).
+        profilers: {stage: cProfile.Profile} to run around each stage."""
         profiled = _Stages(profilers)
-        config = self.configs[api]
+        config = self.configs[api, "here"]
         logger = self.request_logging.RequestLogger(lambda: config)
         logger._logs = pipe = _CapturedPipe()
         call_logs = self._call_logs(api)
@@ -170,24 +180,72 @@ class _Child:
         writer = self.request_log_writer._Writer(_CapturedPipe(), os.getpid(), 1 << 40, 1e9)
         timestamp = self.timestamp
 
-        started = time.process_time()
-        with profiled("request path"):
-            for call_log in calls:
-                logger.log(timestamp, *call_log)
-        queued = time.process_time()
-        with profiled("sender"):
-            logger._send_queued()
-        sent = time.process_time()
+        queueing = sending = 0.0
+        for start in range(0, logs, self.args.batch):  # a sender's drain each batch
+            started = time.process_time()
+            with profiled("request path"):
+                for call_log in calls[start:start + self.args.batch]:
+                    logger.log(timestamp, *call_log)
+            queued = time.process_time()
+            with profiled("sender"):
+                logger._send_queued()
+            sent = time.process_time()
+            queueing, sending = queueing + queued - started, sending + sent - queued
         with profiled("writer"):
             self._write(writer, pipe.sent)
         written = time.process_time()
 
-        folder = Path(self.prefixes[api]).parent
+        folder = Path(self.prefixes[api, "here"]).parent
         digest = _content_digest(sorted(folder.glob("*.tfrecord")))
         shutil.rmtree(folder)
-        return ({"request path": (queued - started) / logs * 1e6,
-                 "sender": (sent - queued) / logs * 1e6,
-                 "writer": (written - sent) / logs * 1e6}, digest)
+        return ({"request path": queueing / logs * 1e6, "sender": sending / logs * 1e6,
+                 "writer": (written - sent) / logs * 1e6,
+                 "writer process": self._writer_process_cpu(api, calls) / logs * 1e6},
+                digest)
+
+    def _writer_process_cpu(self, api, calls) -> float:
+        """CPU seconds a real writer process (request_log_writer.run, started as the
+        server starts it) spends on the messages, until it reports them written: its whole
+        loop, with its interpreter's garbage collection, at the sender's batch size."""
+        if self.writer_process is None:
+            import multiprocessing
+
+            context = multiprocessing.get_context("spawn")
+            logs_out, self.writer_logs = context.Pipe(duplex=False)
+            self.writer_reports, reports_in = context.Pipe(duplex=False)
+            self.writer_process = context.Process(
+                target=self.request_log_writer.run, daemon=True,
+                args=(logs_out, reports_in, os.getpid(), 1 << 40, 1e9))
+            self.writer_process.start()
+            logs_out.close()
+            reports_in.close()
+        config = self.configs[api, "process"]
+        logger = self.request_logging.RequestLogger(lambda: config)
+        logger._logs = pipe = _CapturedPipe()
+        for start in range(0, len(calls), self.args.batch):
+            for call_log in calls[start:start + self.args.batch]:
+                logger.log(self.timestamp, *call_log)
+            logger._send_queued()
+        messages = pipe.sent
+        if api not in self.writer_warm:  # its imports and first files, outside the measure
+            self.writer_warm.add(api)
+            self._written_by_process(messages[:1])
+        started = _process_cpu_seconds(self.writer_process.pid)
+        self._written_by_process(messages)
+        return _process_cpu_seconds(self.writer_process.pid) - started
+
+    def _written_by_process(self, messages):
+        expected = sum(len(pickle.loads(message)[2]) for message in messages)
+        for message in messages:
+            self.writer_logs.send_bytes(message)
+        reported = 0
+        while reported < expected:  # a report follows each flush (within a second)
+            if not self.writer_reports.poll(30):
+                sys.exit("the writer process reported nothing for 30 s")
+            for _, status, count, _ in self.writer_reports.recv()[1]:
+                if status != "OK":
+                    sys.exit(f"the writer process reports {count} logs {status}")
+                reported += count
 
     @staticmethod
     def _write(writer, messages):
@@ -203,11 +261,19 @@ class _Child:
         import pstats
 
         for api in ("REST", "gRPC"):
-            profilers = {stage: cProfile.Profile() for stage in STAGES[1:]}
+            profilers = {stage: cProfile.Profile() for stage in ("sender", "writer")}
             self.run(api, logs, profilers)
             for stage, profiler in profilers.items():
                 print(f"--- {api} {stage}, {logs} logs", file=sys.stderr)
                 pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(18)
+
+
+def _process_cpu_seconds(pid) -> float:
+    """CPU time of all of a process's threads, in ns precision (schedstat), in seconds."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def _content_digest(paths) -> str:
@@ -324,21 +390,17 @@ def main(argv=None):
 def report(args, results):
     print(f"CPU us per predict log, median of {args.repetitions} repetitions of {args.logs} "
           f"logs (model {args.model_name}, signature {args.signature}, one row a call, "
-          f"{args.rows} different rows):")
-    print(f"{'':24}" + "".join(f"{api + ' ' + stage:>20}" for api in ("REST", "gRPC")
-                               for stage in STAGES))
-    digests = {}
-    for label, runs in results.items():
-        cells = []
-        for api in ("REST", "gRPC"):
-            for stage in STAGES:
-                cells.append(statistics.median(run[api][0][stage] for run in runs))
-            digests.setdefault(api, {})[label] = {run[api][1] for run in runs}
-        print(f"{label:24}" + "".join(f"{cell:20.1f}" for cell in cells))
-    for api, by_label in digests.items():
-        distinct = set().union(*by_label.values())
-        print(f"{api} files: " + ("identical in every run" if len(distinct) == 1 else
-                                  f"DIFFER ({len(distinct)} distinct contents)"))
+          f"{args.rows} different rows, {args.batch} logs a drain):")
+    print(f"{'':32}" + "".join(f"{stage:>16}" for stage in STAGES))
+    for api in ("REST", "gRPC"):
+        for label, runs in results.items():
+            print(f"{api + ' ' + label:32}" + "".join(
+                f"{statistics.median(run[api][0][stage] for run in runs):16.1f}"
+                for stage in STAGES))
+    for api in ("REST", "gRPC"):
+        distinct = {run[api][1] for runs in results.values() for run in runs}
+        print(f"{api} logs: " + ("identical in every run" if len(distinct) == 1 else
+                                 f"DIFFER ({len(distinct)} distinct contents)"))
 
 
 if __name__ == "__main__":
