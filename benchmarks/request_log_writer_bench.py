@@ -8,12 +8,14 @@ for this checkout and a baseline revision, in one run.
 A script, not a test; it starts no server. Two child processes, one importing this
 checkout's serving/ and one the baseline's (extracted with git archive), each load the
 model once, answer --rows different taxi trips with it, and run the logging code directly:
-RequestLogger.log for every call (the request path), one _send_queued for the batch (the
-sender thread's prepare and pickle, into a stand-in pipe), then the writer's _Writer.write
-for every entry and a flush to files (the writer process's whole per-log path). The parent alternates the children's repetitions, so
-load from elsewhere on a busy machine hits both alike, and prints medians of CPU time
-(time.process_time) per log. Both write the same timestamps, so their logs must be equal
-(compared serialized deterministically): the parent checks it.
+RequestLogger.log for every call (the request path), _send_queued every --batch logs (the
+sender thread's prepare and pickle, into a stand-in pipe), the writer's _Writer.write for
+every entry and a flush to files (the writer's per-log path, in the child), and the same
+messages through a real writer process (request_log_writer.run, spawned as the server
+spawns it; its CPU read from /proc until it reports the logs written). The parent
+alternates the children's repetitions, so load from elsewhere on a busy machine hits both
+alike, and prints medians of CPU time per log. Both write the same timestamps, so their
+logs must be equal (compared serialized deterministically): the parent checks it.
 """
 import argparse
 import hashlib

@@ -34,29 +34,21 @@ def parse_body(body: bytes):
 
 # --- values -> packed payloads: each None for anything but what the codec takes as is -------
 
-def _float32_payload(values):
-    for value in values:
-        kind = type(value)
-        if kind is float:
-            if not -_LARGEST_TRUSTED_FLOAT < value < _LARGEST_TRUSTED_FLOAT:
-                return None  # NaN too
-        elif kind is not int or not -_FLOAT32_INTS <= value <= _FLOAT32_INTS:
-            return None  # the codec's "without loss of precision"
-    return _packer("f", len(values))(*values)
-
-
-def _float64_payload(values):
-    for value in values:
-        kind = type(value)
-        if kind is float:
-            if not -_LARGEST_TRUSTED_FLOAT < value < _LARGEST_TRUSTED_FLOAT:
+def _floats(largest_int, pack_format):
+    """-> payload(values): floats, and the integers the codec takes without loss of
+    precision, packed as pack_format ("f" or "d")."""
+    def payload(values):
+        for value in values:
+            kind = type(value)
+            if kind is float:
+                if not -_LARGEST_TRUSTED_FLOAT < value < _LARGEST_TRUSTED_FLOAT:
+                    return None  # NaN too
+            elif kind is not int or not -largest_int <= value <= largest_int:
                 return None
-        elif kind is not int or not -_FLOAT64_INTS <= value <= _FLOAT64_INTS:
-            return None
-    return _packer("d", len(values))(*values)
+        return _packer(pack_format, len(values))(*values)
+    return payload
 
 
-_FLOAT32_INTS, _FLOAT64_INTS = 2 ** 24 - 1, 2 ** 53 - 1  # the codec's lossless integers
 _packers = {}  # (format, count) -> struct packing function
 
 
@@ -69,28 +61,22 @@ def _packer(pack_format, count):
     return packer
 
 
-def _int32_payload(values):
-    one_byte_each = True
-    for value in values:
-        if type(value) is not int:
-            return None
-        if not 0 <= value < 128:
-            if not -2 ** 31 <= value < 2 ** 31:
-                return None
-            one_byte_each = False
-    return bytes(values) if one_byte_each else _varints(values)
+def _integers(bits):
+    """-> payload(values): integers (not bools) of a signed type of that many bits, as
+    varints."""
+    low, high = -2 ** (bits - 1), 2 ** (bits - 1)
 
-
-def _int64_payload(values):
-    one_byte_each = True  # taxi's codes and counts
-    for value in values:
-        if type(value) is not int:
-            return None
-        if not 0 <= value < 128:
-            if not -2 ** 63 <= value < 2 ** 63:
+    def payload(values):
+        one_byte_each = True  # taxi's codes and counts
+        for value in values:
+            if type(value) is not int:
                 return None
-            one_byte_each = False
-    return bytes(values) if one_byte_each else _varints(values)
+            if not 0 <= value < 128:
+                if not low <= value < high:
+                    return None
+                one_byte_each = False
+        return bytes(values) if one_byte_each else _varints(values)
+    return payload
 
 
 def _varints(values):
@@ -127,10 +113,11 @@ def _string_items(values):
 _STRING_TAG = proto_codec.value_field_tag("string_val")
 # DataType -> (TensorProto values field tag, or None for strings; payload function).
 _ENCODINGS = {
-    json_codec.DT_FLOAT: (proto_codec.value_field_tag("float_val"), _float32_payload),
-    json_codec.DT_DOUBLE: (proto_codec.value_field_tag("double_val"), _float64_payload),
-    json_codec.DT_INT32: (proto_codec.value_field_tag("int_val"), _int32_payload),
-    json_codec.DT_INT64: (proto_codec.value_field_tag("int64_val"), _int64_payload),
+    json_codec.DT_FLOAT: (proto_codec.value_field_tag("float_val"), _floats(2 ** 24 - 1, "f")),
+    json_codec.DT_DOUBLE: (proto_codec.value_field_tag("double_val"),
+                           _floats(2 ** 53 - 1, "d")),
+    json_codec.DT_INT32: (proto_codec.value_field_tag("int_val"), _integers(32)),
+    json_codec.DT_INT64: (proto_codec.value_field_tag("int64_val"), _integers(64)),
     json_codec.DT_BOOL: (proto_codec.value_field_tag("bool_val"), _bool_payload),
     json_codec.DT_STRING: (None, _string_items),
 }
