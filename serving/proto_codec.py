@@ -167,6 +167,8 @@ def varint(value: int) -> bytes:
     """A protobuf varint; a negative value as its 64-bit two's complement, as protobuf does."""
     if 0 <= value < 128:  # tags, lengths and small numbers: nearly every call
         return _ONE_BYTE_VARINTS[value]
+    if 0 < value < 16384:  # the lengths of tensors and logs
+        return bytes((value & 0x7F | 0x80, value >> 7))
     value &= 0xFFFFFFFFFFFFFFFF
     out = bytearray()
     while value > 0x7F:
@@ -186,74 +188,156 @@ _PACKED_FORMATS = {np.dtype(name): packed for name, packed in (
     ("uint8", None), ("uint16", None), ("int64", None), ("uint32", None), ("uint64", None),
     ("bool", None))}
 _MAX_PLANS = 1024  # (dtype, shape) pairs remembered; shapes vary with batch sizes
-_tensor_plans = {}
+_headers = {}
 
 
-def _tensor_plan(array):
-    """(header: dtype and shape fields, values field tag or None for strings, packed
-    format), or None for dtypes left to fill_tensor_proto (half, complex, ...)."""
-    if array.dtype.kind in ("O", "S", "U"):
-        dtype, tag, packed_format = types_pb2.DT_STRING, None, None
-    elif array.dtype in _PACKED_FORMATS:
-        dtype, field = _output_encoding(array.dtype)
-        tag, packed_format = varint(_TENSOR_FIELDS[field] << 3 | 2), _PACKED_FORMATS[array.dtype]
-    else:
-        return None
-    header = varint(_TENSOR_FIELDS["dtype"] << 3) + varint(dtype)
-    if array.shape:  # proto3 leaves a zero size out: an empty Dim
-        header += length_delimited(_TENSOR_FIELDS["tensor_shape"], b"".join(
-            length_delimited(_SHAPE_DIM, varint(_DIM_SIZE << 3) + varint(size) if size else b"")
-            for size in array.shape))
-    return header, tag, packed_format
+def value_field_tag(field_name: str) -> bytes:
+    """The tag of a TensorProto *_val field ("float_val", ...), length-delimited: packed
+    numbers, or one string each."""
+    return varint(_TENSOR_FIELDS[field_name] << 3 | 2)
+
+
+def tensor_header(dtype: int, shape: tuple) -> bytes:
+    """A TensorProto's dtype and tensor_shape fields, serialized (once per dtype and shape)."""
+    header = _headers.get((dtype, shape))
+    if header is None:
+        header = varint(_TENSOR_FIELDS["dtype"] << 3) + varint(dtype)
+        if shape:  # proto3 leaves a zero size out: an empty Dim
+            header += length_delimited(_TENSOR_FIELDS["tensor_shape"], b"".join(
+                length_delimited(_SHAPE_DIM,
+                                 varint(_DIM_SIZE << 3) + varint(size) if size else b"")
+                for size in shape))
+        if len(_headers) >= _MAX_PLANS:
+            _headers.clear()
+        _headers[dtype, shape] = header
+    return header
+
+
+_encodings = {}
+
+
+def _tensor_encoding(numpy_dtype):
+    """(DataType, values field tag or None for strings, packed format or None for varints),
+    or None for dtypes left to fill_tensor_proto (half, complex, ...)."""
+    encoding = _encodings.get(numpy_dtype, False)
+    if encoding is False:
+        if numpy_dtype.kind in ("O", "S", "U"):
+            encoding = (types_pb2.DT_STRING, None, None)
+        elif numpy_dtype in _PACKED_FORMATS:
+            dtype, field = _output_encoding(numpy_dtype)
+            encoding = (dtype, value_field_tag(field), _PACKED_FORMATS[numpy_dtype])
+        else:
+            encoding = None
+        _encodings[numpy_dtype] = encoding
+    return encoding
+
+
+def string_values(items) -> bytes:
+    """Strings (bytes, or anything else as its str in UTF-8) as TensorProto string_val
+    fields."""
+    string_tag = _STRING_VAL_TAG
+    parts = []
+    for item in items:
+        item = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts += (string_tag, varint(len(item)), item)
+    return b"".join(parts)
+
+
+def packed_encoding(dtype_str: str):
+    """(DataType, values field tag) for a numpy dtype.str whose bytes are already the
+    values as the field packs them (little-endian float32 and float64), else None."""
+    return _PACKED_AS_IS.get(dtype_str)
+
+
+def _values(array, tag, packed_format) -> bytes:
+    """The array's values as the TensorProto holds them: packed numbers (without their tag
+    and length), or for strings (tag None) their string_val fields."""
+    if tag is None:
+        return string_values(array.ravel().tolist())
+    flat = array.ravel()
+    if packed_format:
+        return flat.astype(packed_format, copy=False).tobytes()
+    return b"".join([varint(item) for item in flat.tolist()])
 
 
 def serialized_tensor_proto(value) -> bytes:
     """fill_tensor_proto's TensorProto, serialized, without building the message."""
     array = np.asarray(value)
-    key = (array.dtype, array.shape)
-    plan = _tensor_plans.get(key, False)
-    if plan is False:
-        if len(_tensor_plans) >= _MAX_PLANS:
-            _tensor_plans.clear()
-        plan = _tensor_plans[key] = _tensor_plan(array)
-    if plan is None:
+    encoding = _tensor_encoding(array.dtype)
+    if encoding is None:
         message = tensor_pb2.TensorProto()
         fill_tensor_proto(message, array)
         return message.SerializeToString()
-    header, tag, packed_format = plan
-    if tag is None:  # strings: one string_val field each
-        string_tag = _STRING_VAL_TAG
-        parts = [header]
-        for item in array.ravel():
-            item = item if isinstance(item, bytes) else str(item).encode("utf-8")
-            parts += (string_tag, varint(len(item)), item)
-        return b"".join(parts)
-    if not array.size:
-        return header
-    flat = array.ravel()
-    payload = (flat.astype(packed_format, copy=False).tobytes() if packed_format
-               else b"".join([varint(item) for item in flat.tolist()]))
+    dtype, tag, packed_format = encoding
+    header = tensor_header(dtype, array.shape)
+    payload = _values(array, tag, packed_format)
+    if tag is None or not payload:  # strings carry their own tags; no values, no field
+        return header + payload
     return b"".join((header, tag, varint(len(payload)), payload))
 
 
-_STRING_VAL_TAG = varint(_TENSOR_FIELDS["string_val"] << 3 | 2)
-_MAP_KEYS = {}  # alias -> its serialized map-entry key field
-_MAP_VALUE_TAG = varint(2 << 3 | 2)  # a map entry's value is its field 2
+_STRING_VAL_TAG = value_field_tag("string_val")
+_PACKED_AS_IS = {"<f4": (types_pb2.DT_FLOAT, value_field_tag("float_val")),
+                 "<f8": (types_pb2.DT_DOUBLE, value_field_tag("double_val"))}
+_MAP_KEYS = {}  # alias -> map_entry_key(alias)
+
+
+def map_entry_key(alias: str) -> bytes:
+    """The start of a map<string, TensorProto> entry: its key field (1) and the tag of its
+    value field (2); the value's length and bytes follow."""
+    key = _MAP_KEYS.get(alias)
+    if key is None:
+        key = length_delimited(1, alias.encode("utf-8")) + varint(2 << 3 | 2)
+        if len(_MAP_KEYS) < _MAX_PLANS:
+            _MAP_KEYS[alias] = key
+    return key
+
+
+def tensor_map_entry_start(field_number: int, alias: str, dtype: int, shape: tuple, values_tag,
+                           payload_length: int) -> bytes:
+    """All of a map<string, TensorProto> field's entry but the tensor's values, which
+    follow it: the tensor has dtype and shape, and its values are payload_length bytes of
+    the packed field values_tag, or for strings (values_tag None) their string_val fields."""
+    tensor_start = tensor_header(dtype, shape)
+    if values_tag is not None and payload_length:
+        tensor_start += values_tag + varint(payload_length)
+    entry_start = map_entry_key(alias) + varint(len(tensor_start) + payload_length) \
+        + tensor_start
+    return varint(field_number << 3 | 2) + varint(len(entry_start) + payload_length) \
+        + entry_start
+
+
+_entry_starts = {}
+
+
+def tensor_map_entry(field_number: int, alias: str, dtype: int, shape: tuple, values_tag,
+                     payload: bytes) -> bytes:
+    """tensor_map_entry_start and the payload; the start serialized once per alias, dtype,
+    shape and payload length."""
+    key = (field_number, alias, dtype, shape, values_tag, len(payload))
+    start = _entry_starts.get(key)
+    if start is None:
+        if len(_entry_starts) >= 16 * _MAX_PLANS:  # payload lengths vary for varints, strings
+            _entry_starts.clear()
+        start = _entry_starts[key] = tensor_map_entry_start(
+            field_number, alias, dtype, shape, values_tag, len(payload))
+    return start + payload
 
 
 def serialized_tensor_map(field_number: int, tensors: dict) -> bytes:
     """A map<string, TensorProto> field (PredictRequest.inputs, PredictResponse.outputs)."""
-    field_tag, value_tag = varint(field_number << 3 | 2), _MAP_VALUE_TAG
     parts = []
     for alias, value in tensors.items():
-        key = _MAP_KEYS.get(alias)
-        if key is None:
-            key = length_delimited(1, alias.encode("utf-8"))
-            if len(_MAP_KEYS) < _MAX_PLANS:
-                _MAP_KEYS[alias] = key
-        tensor = serialized_tensor_proto(value)
-        entry = b"".join((key, value_tag, varint(len(tensor)), tensor))
-        parts += (field_tag, varint(len(entry)), entry)
+        array = np.asarray(value)
+        encoding = _tensor_encoding(array.dtype)
+        if encoding is None:
+            tensor = serialized_tensor_proto(array)
+            entry = b"".join((map_entry_key(alias), varint(len(tensor)), tensor))
+            parts.append(length_delimited(field_number, entry))
+            continue
+        dtype, tag, packed_format = encoding
+        parts.append(tensor_map_entry(field_number, alias, dtype, array.shape, tag,
+                                      _values(array, tag, packed_format)))
     return b"".join(parts)
 
 

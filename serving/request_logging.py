@@ -292,44 +292,52 @@ def prediction_log(prefix, sampling_config, kind, model_name, version, signature
     message and serialized again. LogMetadata is serialized once per model version and
     signature; only its timestamp is added per log.
     """
-    from serving.proto_codec import length_delimited, varint
+    from serving.proto_codec import varint
 
-    fields = _log_fields()
-    metadata = _metadata_without_time(prefix, sampling_config, model_name, version,
-                                      signature_name) \
-        + fields["timestamp_secs_tag"] + varint(int(timestamp))
+    start = _log_starts.get((prefix, sampling_config, kind, model_name, version,
+                             signature_name))
+    if start is None:
+        start = _log_start(prefix, sampling_config, kind, model_name, version,
+                           signature_name)
+    metadata_tag, metadata, kind_tag, request_tag, response_tag = start
+    metadata += varint(int(timestamp))
+    request_length, response_length = varint(len(request)), varint(len(response))
     return b"".join((
-        length_delimited(fields["log_metadata"], metadata),
-        length_delimited(fields[kind], b"".join((
-            length_delimited(fields[kind, "request"], request),
-            length_delimited(fields[kind, "response"], response))))))
+        metadata_tag, varint(len(metadata)), metadata,
+        kind_tag, varint(len(request_tag) + len(request_length) + len(request)
+                         + len(response_tag) + len(response_length) + len(response)),
+        request_tag, request_length, request, response_tag, response_length, response))
 
 
 _MAX_METADATA = 1024  # (settings, model, version, signature) kept; cleared when full
-_metadata = {}
+_log_starts = {}
 
 
-def _metadata_without_time(prefix, sampling_config, model_name, version,
-                           signature_name) -> bytes:
-    key = (prefix, sampling_config, model_name, version, signature_name)
-    serialized = _metadata.get(key)
-    if serialized is None:
-        from tensorflow_serving.apis import logging_pb2
+def _log_start(prefix, sampling_config, kind, model_name, version, signature_name) -> tuple:
+    """What a model version's logs of one kind and signature share: the tags of
+    PredictionLog's log_metadata, of the kind's field and of its request and response, and
+    the LogMetadata but its timestamp (ending with that field's tag)."""
+    from tensorflow_serving.apis import logging_pb2
 
-        from serving.servable import DEFAULT_SIGNATURE
+    from serving.proto_codec import varint
+    from serving.servable import DEFAULT_SIGNATURE
 
-        metadata = logging_pb2.LogMetadata()
-        metadata.model_spec.name = model_name
-        metadata.model_spec.version.value = version
-        if signature_name is not None:
-            metadata.model_spec.signature_name = signature_name or DEFAULT_SIGNATURE
-        metadata.sampling_config.ParseFromString(sampling_config)
-        metadata.saved_model_tags.append(SERVE_TAG)
-        serialized = metadata.SerializeToString()
-        if len(_metadata) >= _MAX_METADATA:
-            _metadata.clear()
-        _metadata[key] = serialized
-    return serialized
+    fields = _log_fields()
+    metadata = logging_pb2.LogMetadata()
+    metadata.model_spec.name = model_name
+    metadata.model_spec.version.value = version
+    if signature_name is not None:
+        metadata.model_spec.signature_name = signature_name or DEFAULT_SIGNATURE
+    metadata.sampling_config.ParseFromString(sampling_config)
+    metadata.saved_model_tags.append(SERVE_TAG)
+    start = (varint(fields["log_metadata"] << 3 | 2),
+             metadata.SerializeToString() + fields["timestamp_secs_tag"],
+             varint(fields[kind] << 3 | 2), varint(fields[kind, "request"] << 3 | 2),
+             varint(fields[kind, "response"] << 3 | 2))
+    if len(_log_starts) >= _MAX_METADATA:
+        _log_starts.clear()
+    _log_starts[prefix, sampling_config, kind, model_name, version, signature_name] = start
+    return start
 
 
 _LOG_FIELDS = {}
@@ -402,7 +410,9 @@ _signature_inputs = weakref.WeakKeyDictionary()  # servable -> {signature: seria
 def _serialized_signature_inputs(servable, signature_name) -> bytes:
     """The signature's input TensorInfos, which the writer needs to decode a REST body,
     serialized once per servable and signature (one bytes object: a batch pickles it once)."""
-    by_signature = _signature_inputs.setdefault(servable, {})
+    by_signature = _signature_inputs.get(servable)  # not setdefault: a new {} per call
+    if by_signature is None:
+        by_signature = _signature_inputs[servable] = {}
     serialized = by_signature.get(signature_name)
     if serialized is None:
         from tensorflow.core.protobuf import meta_graph_pb2
@@ -422,67 +432,110 @@ def _rest_predict_prepare(name, version, label, signature_name, servable, body, 
             {alias: _portable(value) for alias, value in outputs.items()})
 
 
-_parsed_signature_inputs = {}  # the writer's: serialized inputs -> their TensorInfo map
+_parsed_signature_inputs = {}  # the writer's: serialized inputs -> (TensorInfo map, InputPlan)
 
 
 def _rest_predict_build(name, version, label, signature_name, served_version, signature_inputs,
                         body, outputs):
-    from tensorflow.core.protobuf import meta_graph_pb2
+    """The PredictRequest a gRPC client would have sent for the body, and the
+    PredictResponse of the outputs, both serialized."""
+    from serving import json_codec, json_tensor_bytes, proto_codec
 
-    from serving import json_codec
+    parsed = _parsed_signature_inputs.get(signature_inputs)
+    if parsed is None:  # parsed once per signature, not per log
+        from tensorflow.core.protobuf import meta_graph_pb2
 
-    infos = _parsed_signature_inputs.get(signature_inputs)
-    if infos is None:  # parsed once per signature, not per log
         if len(_parsed_signature_inputs) >= _MAX_METADATA:
             _parsed_signature_inputs.clear()
-        infos = _parsed_signature_inputs[signature_inputs] = \
-            meta_graph_pb2.SignatureDef.FromString(signature_inputs).inputs
-    doc = json_codec.parse_json(body)
-    inputs = _plain_row_inputs(doc, infos)
+        infos = meta_graph_pb2.SignatureDef.FromString(signature_inputs).inputs
+        parsed = _parsed_signature_inputs[signature_inputs] = (
+            infos, json_tensor_bytes.InputPlan(infos, _predict_fields()["request inputs"]))
+    infos, plan = parsed
+    fields = _predict_fields()
+    # Plain bodies (taxi's) go from the JSON to the wire format directly; the codec, which
+    # costs several times as much, decodes the rest as the server did.
+    doc = json_tensor_bytes.parse_body(body)
+    inputs = None if doc is None else json_tensor_bytes.serialized_inputs(doc, plan)
     if inputs is None:
-        inputs, _ = json_codec.decode_predict_request(doc, infos)
-    return predict_from_arrays(name, version, label, signature_name, served_version, inputs,
-                               {alias: _array(value) for alias, value in outputs.items()})
+        arrays, _ = json_codec.decode_predict_request(json_codec.parse_json(body), infos)
+        inputs = proto_codec.serialized_tensor_map(fields["request inputs"], arrays)
+    request_spec, response_spec = _model_spec_fields(name, version, label, signature_name,
+                                                     served_version)
+    return (request_spec + inputs,
+            _serialized_outputs(fields["response outputs"], outputs) + response_spec)
 
 
-# TensorInfo dtypes the writer decodes itself: numpy dtype, and the JSON types it takes.
-_PLAIN_DTYPES = {1: ("float32", (float, int)), 2: ("float64", (float, int)),
-                 9: ("int64", (int,)), 7: (object, (str,))}
+def _serialized_outputs(field_number, outputs) -> bytes:
+    """PredictResponse.outputs from the sender's portable arrays: float outputs from their
+    bytes, which are the packed values already, strings from their items; others (rarer
+    dtypes) through numpy."""
+    from tensorflow.core.framework import types_pb2
+
+    from serving import proto_codec
+
+    parts = []
+    for alias, (kind, shape, data) in outputs.items():
+        if kind == "objects":
+            parts.append(proto_codec.tensor_map_entry(
+                field_number, alias, types_pb2.DT_STRING, shape, None,
+                proto_codec.string_values(data)))
+            continue
+        encoding = proto_codec.packed_encoding(kind)
+        if encoding is None:
+            parts.append(proto_codec.serialized_tensor_map(
+                field_number, {alias: _array((kind, shape, data))}))
+        else:
+            dtype, values_tag = encoding
+            parts.append(proto_codec.tensor_map_entry(field_number, alias, dtype, shape,
+                                                      values_tag, data))
+    return b"".join(parts)
 
 
-def _plain_row_inputs(doc, infos):
-    """The arrays json_codec.decode_predict_request makes of a row-format body whose
-    instances are objects naming every input once with one number or string each, as
-    taxi's serving_raw takes them; None for anything else (the codec decodes it). The
-    codec's checks, which this body passed already on the server, are a third of the
-    writer's time per log."""
-    import numpy as np
+_PREDICT_FIELDS = {}
 
-    instances = doc.get("instances")
-    if "inputs" in doc or not isinstance(instances, list) or not instances:
-        return None
-    names = set(infos)
-    inputs = {}
-    for name in infos:
-        plain = _PLAIN_DTYPES.get(infos[name].dtype)
-        if plain is None:
-            return None
-        dtype, json_types = plain
-        values = []
-        for instance in instances:
-            if type(instance) is not dict:
-                return None
-            value = instance.get(name)
-            if type(value) not in json_types:  # exact types: bool is not an int here
-                return None
-            values.append(value)
-        try:
-            inputs[name] = np.array(values, dtype)
-        except (OverflowError, ValueError):
-            return None
-    if any(len(instance) != len(names) for instance in instances):
-        return None
-    return inputs
+
+def _predict_fields() -> dict:
+    """Field numbers of PredictRequest's model_spec and inputs and PredictResponse's
+    outputs and model_spec, read once from the descriptors."""
+    if not _PREDICT_FIELDS:
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name
+        response = predict_pb2.PredictResponse.DESCRIPTOR.fields_by_name
+        _PREDICT_FIELDS.update({
+            "request model_spec": request["model_spec"].number,
+            "request inputs": request["inputs"].number,
+            "response outputs": response["outputs"].number,
+            "response model_spec": response["model_spec"].number})
+    return _PREDICT_FIELDS
+
+
+_model_specs = {}  # (name, version, label, signature, served version) -> _model_spec_fields
+
+
+def _model_spec_fields(name, version, label, signature_name, served_version) -> tuple:
+    """The model_spec fields of a REST predict's PredictRequest and PredictResponse,
+    serialized once per model, version and signature rather than once per log."""
+    key = (name, version, label, signature_name, served_version)
+    fields = _model_specs.get(key)
+    if fields is None:
+        from tensorflow_serving.apis import model_pb2
+
+        from serving import proto_codec
+
+        numbers = _predict_fields()
+        request_spec, response_spec = model_pb2.ModelSpec(), model_pb2.ModelSpec()
+        _request_model_spec(request_spec, name, version, label, signature_name)
+        proto_codec.set_model_spec(response_spec, name, served_version, signature_name)
+        fields = (
+            proto_codec.length_delimited(numbers["request model_spec"],
+                                         request_spec.SerializeToString()),
+            proto_codec.length_delimited(numbers["response model_spec"],
+                                         response_spec.SerializeToString()))
+        if len(_model_specs) >= _MAX_METADATA:
+            _model_specs.clear()
+        _model_specs[key] = fields
+    return fields
 
 
 def _rest_examples_prepare(name, version, label, signature_name, served_version, body,
@@ -512,29 +565,6 @@ def _request_model_spec(model_spec, name, version, label, signature_name):
     elif label is not None:
         model_spec.version_label = label
     model_spec.signature_name = signature_name
-
-
-def predict_from_arrays(name, version, label, signature_name, served_version, inputs,
-                        outputs) -> tuple:
-    """REST predict: the decoded inputs and the outputs as PredictRequest/PredictResponse,
-    the tensors serialized directly (proto_codec.serialized_tensor_map: a sixth of the
-    cost of building the messages)."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2
-
-    from serving import proto_codec
-
-    request_fields = predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name
-    response_fields = predict_pb2.PredictResponse.DESCRIPTOR.fields_by_name
-    request_spec, response_spec = model_pb2.ModelSpec(), model_pb2.ModelSpec()
-    _request_model_spec(request_spec, name, version, label, signature_name)
-    proto_codec.set_model_spec(response_spec, name, served_version, signature_name)
-    request = (proto_codec.length_delimited(request_fields["model_spec"].number,
-                                            request_spec.SerializeToString())
-               + proto_codec.serialized_tensor_map(request_fields["inputs"].number, inputs))
-    response = (proto_codec.serialized_tensor_map(response_fields["outputs"].number, outputs)
-                + proto_codec.length_delimited(response_fields["model_spec"].number,
-                                               response_spec.SerializeToString()))
-    return request, response
 
 
 def _examples_request(request, name, version, label, signature_name, context, examples):

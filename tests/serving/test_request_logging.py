@@ -370,39 +370,121 @@ def test_tensors_are_serialized_as_fill_tensor_proto_builds_them(array):
         {"a": array, "b": array})) == request
 
 
-@pytest.mark.parametrize("instances, shortcut", [
-    ([{"a": 1.5, "b": 3, "text": "taxi", "f": 0.1}], True),
-    ([{"a": 1, "b": -(2 ** 40), "text": "\u00e9", "f": 1e300},
-      {"a": -0.0, "b": 0, "text": "", "f": 2}], True),
-    ([{"a": 1.5, "b": 3.0, "text": "x", "f": 0.5}], False),
-    ([{"a": 1.5, "b": True, "text": "x", "f": 0.5}], False),
-    ([{"a": 1.5, "b": 3, "text": {"b64": "AAE="}, "f": 0.5}], False),
-    ([{"a": 1.5, "b": 3, "text": "x", "f": 0.5, "extra": 1}], False)],
-    ids=["one", "two", "float_for_int", "bool_for_int", "b64", "extra"])
-def test_the_writer_decodes_plain_rows_as_the_json_codec_does(instances, shortcut):
-    """The writer's shortcut for row-format bodies gives the codec's arrays, or leaves the
-    body to the codec."""
+# Signatures for the REST predict builder: every dtype the writer's direct path writes, and
+# single inputs (which take plain "instances" lists and plain "inputs" values).
+MIXED = {"a": types_pb2.DT_FLOAT, "b": types_pb2.DT_INT64, "text": types_pb2.DT_STRING,
+         "f": types_pb2.DT_DOUBLE, "flag": types_pb2.DT_BOOL, "i": types_pb2.DT_INT32}
+ROW = {"a": 1.5, "b": 3, "text": "taxi", "f": 0.1, "flag": True, "i": -7}
+B64_ONLY = {"bytes": types_pb2.DT_STRING}
+FLOAT_ONLY = {"x": types_pb2.DT_FLOAT}
+
+
+@pytest.mark.parametrize("inputs, body, direct", [
+    (MIXED, {"instances": [ROW]}, True),
+    (MIXED, {"signature_name": "ignored here", "instances": [
+        {"i": 2 ** 31 - 1, "flag": False, "f": 2, "text": "\u00e9", "b": -(2 ** 40), "a": 1},
+        {"a": -0.0, "b": 2 ** 63 - 1, "text": "", "f": -2.5e-300, "flag": True, "i": -2 ** 31}]},
+     True),
+    (MIXED, {"instances": [dict(ROW, a=[1, 2.5], text=["x", "yz"], flag=[True, False]),
+                           dict(ROW, a=[3, 4.25], text=["", "w"], flag=[False, False])]},
+     True),
+    (MIXED, {"instances": [dict(ROW, a=[[1, 2], [3, 4]], b=[[5], [6]])]}, True),
+    (MIXED, {"inputs": ROW}, True),
+    (MIXED, {"inputs": dict(ROW, a=[[1.5, 2], [3, 4]], text=[{"b64": "AAE="}, "z"],
+                            extra="ignored as the codec ignores it")}, True),
+    (MIXED, {"instances": [dict(ROW, text={"b64": " aGk "})]}, True),
+    (B64_ONLY, {"instances": [{"b64": "AP8="}, {"b64": "aGk"}]}, True),
+    (B64_ONLY, {"inputs": {"b64": "AP8="}}, True),
+    (FLOAT_ONLY, {"instances": [1.0, 2, -3.5]}, True),
+    (FLOAT_ONLY, {"instances": [[1.0, 2], [3, 4]]}, True),
+    (FLOAT_ONLY, {"inputs": 2.5}, True),
+    (FLOAT_ONLY, {"inputs": [[0.25]]}, True),
+    # Left to the codec: numbers json reads otherwise than orjson might, bare constants,
+    # empty or deep lists, dtypes the direct path does not write.
+    (MIXED, {"instances": [dict(ROW, f=1e300)]}, False),
+    (FLOAT_ONLY, '{"instances": [Infinity, -Infinity]}', False),
+    (FLOAT_ONLY, {"inputs": []}, False),
+    (FLOAT_ONLY, {"inputs": [[[1.0]]]}, False),
+    ({"u": types_pb2.DT_UINT8, "x": types_pb2.DT_FLOAT}, {"instances": [{"u": 7, "x": 1}]},
+     False),
+], ids=["taxi_like_row", "two_rows_edges", "lists_in_rows", "matrices_in_rows", "columns",
+        "nested_columns_b64", "b64_in_row", "b64_values", "b64_column", "plain_values",
+        "plain_lists", "scalar_column", "matrix_column", "huge_double", "infinities",
+        "empty_list", "rank_3", "uint8"])
+@pytest.mark.parametrize("version, label, signature_name",
+                         [(None, None, ""), (3, None, "serving_raw"), (None, "stable", "x")])
+def test_rest_predict_logs_hold_what_the_codec_decodes(inputs, body, direct, version, label,
+                                                       signature_name):
+    """The writer's direct path from the JSON to the logged PredictRequest's bytes gives the
+    request TF Serving's gRPC API would have had: the codec's arrays, in a message built
+    through the protobuf API. What the direct path does not cover goes through the codec."""
     from tensorflow.core.protobuf import meta_graph_pb2
 
-    from serving import json_codec
+    from serving import json_codec, json_tensor_bytes
 
     signature = meta_graph_pb2.SignatureDef()
-    for name, dtype in (("a", types_pb2.DT_FLOAT), ("b", types_pb2.DT_INT64),
-                        ("text", types_pb2.DT_STRING), ("f", types_pb2.DT_DOUBLE)):
+    for name, dtype in inputs.items():
         signature.inputs[name].dtype = dtype
-    doc = json_codec.parse_json(json.dumps({"instances": instances}))
-    try:
-        expected, _ = json_codec.decode_predict_request(doc, signature.inputs)
-    except errors.ServingError:
-        expected = None
-    plain = request_logging._plain_row_inputs(doc, signature.inputs)
-    assert (plain is not None) == shortcut
-    if plain is None:
-        return
+    body = (body if isinstance(body, str) else json.dumps(body)).encode()
+    outputs = {"scores": np.array([[0.25, 0.75]], np.float32),
+               "classes": np.array([[b"0", b"1"]], object)}
+
+    request, response = request_logging.BUILDERS["rest_predict"](
+        "taxi", version, label, signature_name, 5, signature.SerializeToString(), body,
+        {alias: request_logging._portable(array) for alias, array in outputs.items()})
+
+    expected = predict_pb2.PredictRequest()
+    expected.model_spec.name = "taxi"
+    if version is not None:
+        expected.model_spec.version.value = version
+    if label is not None:
+        expected.model_spec.version_label = label
+    expected.model_spec.signature_name = signature_name
+    arrays, _ = json_codec.decode_predict_request(json_codec.parse_json(body), signature.inputs)
+    for name, array in arrays.items():
+        proto_codec.fill_tensor_proto(expected.inputs[name], array)
+    assert predict_pb2.PredictRequest.FromString(request) == expected
+    expected_response = predict_pb2.PredictResponse()
+    proto_codec.set_model_spec(expected_response.model_spec, "taxi", 5, signature_name)
+    for alias, array in outputs.items():
+        proto_codec.fill_tensor_proto(expected_response.outputs[alias], array)
+    assert predict_pb2.PredictResponse.FromString(response) == expected_response
+
+    doc = json_tensor_bytes.parse_body(body)
     field = predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name["inputs"].number
-    assert predict_pb2.PredictRequest.FromString(proto_codec.serialized_tensor_map(
-        field, plain)) == predict_pb2.PredictRequest.FromString(
-        proto_codec.serialized_tensor_map(field, expected))
+    covered = doc is not None and json_tensor_bytes.serialized_inputs(
+        doc, json_tensor_bytes.InputPlan(signature.inputs, field)) is not None
+    assert covered == direct
+
+
+@pytest.mark.parametrize("body", [
+    {"instances": [dict(ROW, a="1.5")]}, {"instances": [dict(ROW, b=3.0)]},
+    {"instances": [dict(ROW, b=True)]}, {"instances": [dict(ROW, flag=1)]},
+    {"instances": [dict(ROW, a=2 ** 24)]}, {"instances": [dict(ROW, i=2 ** 31)]},
+    {"instances": [dict(ROW, text=5)]}, {"instances": [dict(ROW, text={"b64": "A"})]},
+    {"instances": [dict(ROW, extra=1)]}, {"instances": [{k: v for k, v in ROW.items()
+                                                         if k != "a"}]},
+    {"instances": [ROW, dict(ROW, a=[1.0])]}, {"instances": [dict(ROW, a=[[1.0], 2.0])]},
+    {"instances": [ROW], "inputs": ROW}, {"instances": []}, {"inputs": dict(ROW, b=None)}],
+    ids=["string_for_float", "float_for_int", "bool_for_int", "int_for_bool", "float_loss",
+         "int32_overflow", "number_for_string", "bad_b64", "extra_input", "missing_input",
+         "shape_change", "ragged", "both_formats", "no_instances", "null"])
+def test_bodies_the_codec_refuses_are_left_to_it(body):
+    """The direct path writes nothing the codec would not have accepted."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from serving import json_codec, json_tensor_bytes
+
+    signature = meta_graph_pb2.SignatureDef()
+    for name, dtype in MIXED.items():
+        signature.inputs[name].dtype = dtype
+    body = json.dumps(body).encode()
+    with pytest.raises(errors.ServingError):
+        json_codec.decode_predict_request(json_codec.parse_json(body), signature.inputs)
+    field = predict_pb2.PredictRequest.DESCRIPTOR.fields_by_name["inputs"].number
+    assert json_tensor_bytes.serialized_inputs(
+        json_tensor_bytes.parse_body(body),
+        json_tensor_bytes.InputPlan(signature.inputs, field)) is None
 
 
 def test_a_full_queue_drops_logs_without_blocking():
