@@ -99,6 +99,15 @@ def parse_args(argv):
                             default=defaults.serving_window_seconds, metavar="DURATION",
                             help="with --request-logs: the time window requests are "
                                  "judged by (e.g. 1h)")
+    continuous.add_argument("--serving-metrics-url", default=defaults.serving_metrics_url,
+                            metavar="URL",
+                            help="the model server's Prometheus page (its REST API is on "
+                                 "the same port), e.g. http://localhost:8501/monitoring/"
+                                 "prometheus/metrics: a pushed version becomes the canary "
+                                 "as soon as the server loaded it, and with --watch every "
+                                 "look makes one automatic release decision (promote or "
+                                 "roll back the canary, as `python -m pipeline.release "
+                                 "check`)")
     args = parser.parse_args(argv)
     if args.serving_window <= 0:
         parser.error("--serving-window must be longer than 0s")
@@ -111,7 +120,8 @@ def parse_args(argv):
         analyzer_cache=args.analyzer_cache, retrain_on=tuple(args.retrain_on),
         check_every_seconds=args.check_every, retrain_every_seconds=args.retrain_every,
         request_logs=args.request_logs.resolve() if args.request_logs else None,
-        serving_window_seconds=args.serving_window)
+        serving_window_seconds=args.serving_window,
+        serving_metrics_url=args.serving_metrics_url)
     return cfg, args
 
 
