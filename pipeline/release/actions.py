@@ -83,17 +83,18 @@ def rollback_target(release: Release, served: ServedVersions) -> int | None:
 
 
 def _server_loaded(release: Release, version: int, timeout: float) -> tuple[bool, str]:
-    """(may a label move onto `version`, why not). True when the server reports
-    it AVAILABLE, or when no server answers at all."""
+    """(may a label move onto `version`, why or why not). Yes when the server
+    reports it AVAILABLE, or when no server answers at all."""
     if release.metrics_url is None:
         return False, "no server address given (--serving-metrics-url)"
     try:
         state, message = model_server.wait_until_available(
             release.metrics_url, release.model_name, version, timeout)
     except model_server.ServerUnreachable:
-        return True, ""
+        return True, (f"no server answered at {release.metrics_url} (a server started on "
+                      "the config loads its versions before it applies labels)")
     if state == "AVAILABLE":
-        return True, ""
+        return True, "loaded by the server"
     return False, (f"the server at {release.metrics_url} reports version {version} {state}"
                    + (f": {message}" if message else ""))
 
@@ -126,20 +127,20 @@ def label_pending(release: Release, reason: str, timeout: float | None = None) -
         version = pending_version(release, served)
         if version is None:
             return None
-        loaded, why_not = _server_loaded(release, version, timeout)
+        loaded, why = _server_loaded(release, version, timeout)
         if not loaded:
-            if "END" in why_not:  # the load failed: it will not get better by waiting
+            if "END" in why:  # the load failed: it will not get better by waiting
                 dropped = dataclasses.replace(
                     served, loaded=tuple(v for v in served.loaded if v != version))
                 release.write(config, dropped)
-                release.record(releases.ROLLBACK, version, f"never served: {why_not}", dropped)
-                return f"Version {version} failed to load and was dropped: {why_not}."
-            return (f"Version {version} is pending: {why_not}; the next "
+                release.record(releases.ROLLBACK, version, f"never served: {why}", dropped)
+                return f"Version {version} failed to load and was dropped: {why}."
+            return (f"Version {version} is pending: {why}; the next "
                     "`python -m pipeline.release check` makes it the canary.")
         canary = dataclasses.replace(served, canary=version)
         release.write(config, canary)
         release.record(releases.CANARY, version,
-                       f"{reason}; loaded by the server; stable stays {served.stable}", canary)
+                       f"{reason}; {why}; stable stays {served.stable}", canary)
     return f"Version {version} is the canary; stable stays version {served.stable}."
 
 
@@ -179,9 +180,9 @@ def rollback(release: Release, reason: str) -> str:
         if target not in served.loaded:
             release.write(config, dataclasses.replace(
                 served, loaded=tuple(sorted({*served.loaded, target}))))
-        loaded, why_not = _server_loaded(release, target, release.cfg.canary_load_timeout_seconds)
+        loaded, why = _server_loaded(release, target, release.cfg.canary_load_timeout_seconds)
         if not loaded:
-            raise Refused(f"Cannot roll back to version {target} yet: {why_not}. It is in the "
+            raise Refused(f"Cannot roll back to version {target} yet: {why}. It is in the "
                           "loaded versions now; run the rollback again once it is AVAILABLE.")
         back = dataclasses.replace(served, loaded=tuple(sorted({*served.loaded, target})),
                                    stable=target, canary=target)
