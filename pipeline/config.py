@@ -68,16 +68,6 @@ class PipelineConfig:
     max_decay_auc_drop: float = 0.05
     slice_features: tuple = ("trip_start_hour", "payment_type")
     enable_cache: bool = True
-    # Continuous training (`--watch`): what may trigger a retraining (see
-    # pipeline/triggers.py), how often to look for new spans, and the schedule.
-    retrain_on: tuple = ("new-span",)
-    check_every_seconds: float = 60.0
-    retrain_every_seconds: float | None = None  # no schedule by default
-    # The watcher can judge the model server's request logs itself (the serving
-    # monitor's check, once each window is over) and retrain on a skew alarm.
-    request_logs: pathlib.Path | None = None
-    serving_window_seconds: float = 3600.0  # as `python -m pipeline.monitor --window`
-
     # --- Release (pipeline/release/, docs/delivery.md) ----------------------------
     # The Pusher only writes a version; the release step labels it `canary` in TF
     # Serving's model config file (serving_config_path), which the server follows
@@ -95,6 +85,15 @@ class PipelineConfig:
     # Version folders kept on disk besides the labelled and loaded ones.
     versions_kept: int = 3
     # --- end of Release ---------------------------------------------------------
+    # Continuous training (`--watch`): what may trigger a retraining (see
+    # pipeline/triggers.py), how often to look for new spans, and the schedule.
+    retrain_on: tuple = ("new-span",)
+    check_every_seconds: float = 60.0
+    retrain_every_seconds: float | None = None  # no schedule by default
+    # The watcher can judge the model server's request logs itself (the serving
+    # monitor's check, once each window is over) and retrain on a skew alarm.
+    request_logs: pathlib.Path | None = None
+    serving_window_seconds: float = 3600.0  # as `python -m pipeline.monitor --window`
 
     @property
     def pipeline_root(self) -> pathlib.Path:

@@ -4,7 +4,7 @@ New span -> statistics -> validation against the curated schema (a failed
 validation stops the run) -> decay and drift checks against the served model,
 and a retrain decision -> if it says retrain: Transform and Trainer on a
 rolling window of spans -> Evaluator against the serving model -> Pusher,
-only if blessed -> the pushed version becomes the canary (pipeline/release/).
+only if blessed.
 """
 import tensorflow_model_analysis as tfma
 from google.protobuf import text_format
@@ -231,6 +231,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
                 filesystem=pusher_pb2.PushDestination.Filesystem(
                     base_directory=str(cfg.serving_model_dir))),
             custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor))
+        # Clients get the stable version; the pushed one becomes the canary beside it.
         release_canary = ReleaseCanary(
             pushed_model=pusher.outputs["pushed_model"], output_dir=str(cfg.output_dir),
             metadata_connection=text_format.MessageToString(
