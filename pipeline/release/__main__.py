@@ -78,7 +78,7 @@ def main(argv=None) -> int:
         elif args.command == "rollback":
             text = actions.rollback(release, args.reason)
         else:
-            text = actions.check(release, policy.Bounds.from_config(cfg))
+            text = actions.check(release, policy.Bounds.from_config(cfg)).text
         if args.command in ("promote", "rollback"):
             tidied = actions.tidy(release)
             text += f"\n{tidied}" if tidied else ""

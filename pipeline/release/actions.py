@@ -236,10 +236,22 @@ def canary_skew_alarm(release: Release, served: ServedVersions) -> str | None:
     return f"check #{alarms[0].check_id} found {', '.join(features)}"
 
 
-def check(release: Release, bounds: policy.Bounds) -> str:
+@dataclasses.dataclass
+class CheckReport:
+    lines: list[str]  # for people: what was done, or why nothing was
+    changed: bool  # a label moved, a version was unloaded or deleted
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def check(release: Release, bounds: policy.Bounds) -> CheckReport:
     """One automatic look: label a loaded pending version, judge the canary,
     then tidy. Refused when the canary cannot be judged (no metrics page)."""
-    lines = [line for line in [label_pending(release, "pushed", timeout=0)] if line]
+    labelled = label_pending(release, "pushed", timeout=0)
+    report = CheckReport([labelled] if labelled else [],
+                         changed=bool(labelled) and "is pending" not in labelled)
     _, served = release.read()
     if served.canary is not None and served.canary != served.stable:
         if release.metrics_url is None:
@@ -251,15 +263,19 @@ def check(release: Release, bounds: policy.Bounds) -> str:
         health = canary_health.version_health(page, release.model_name, served.canary)
         decision = policy.decide(health, bounds, canary_skew_alarm(release, served))
         if decision.action == policy.PROMOTE:
-            lines.append(promote(release, f"automatic: {decision.reason}"))
+            report.lines.append(promote(release, f"automatic: {decision.reason}"))
         elif decision.action == policy.ROLLBACK:
-            lines.append(rollback(release, f"automatic: {decision.reason}"))
+            report.lines.append(rollback(release, f"automatic: {decision.reason}"))
         else:
-            lines.append(decision.reason[0].upper() + decision.reason[1:] + ".")
-    elif served.stable is not None and not lines:
-        lines.append(f"No canary on trial: stable and canary are version {served.stable}.")
+            report.lines.append(decision.reason[0].upper() + decision.reason[1:] + ".")
+        report.changed |= decision.action != policy.WAIT
+    elif served.stable is not None and not report.lines:
+        report.lines.append(f"No canary on trial: stable and canary are version {served.stable}.")
     tidied = tidy(release)
-    return "\n".join(lines + ([tidied] if tidied else []))
+    if tidied:
+        report.lines.append(tidied)
+        report.changed = True
+    return report
 
 
 def when(seconds: float) -> str:

@@ -154,3 +154,4 @@ def send_requests(server, label: str, count: int):
         ok, detail = predict_rest(server, label)
         assert ok, detail
 
+
