@@ -3,7 +3,7 @@ per look, as `python -m pipeline.release check` makes it, so the process that
 pushes a version also promotes or rolls it back."""
 from metadata import connection
 from pipeline import config as pipeline_config
-from pipeline.release import actions, policy
+from pipeline.release import actions, automatic, policy
 
 
 def check_canary(cfg: pipeline_config.PipelineConfig, out, said: dict) -> None:
@@ -15,7 +15,7 @@ def check_canary(cfg: pipeline_config.PipelineConfig, out, said: dict) -> None:
     try:
         release = actions.Release(cfg, connection.open_store(cfg.metadata_connection),
                                   cfg.serving_metrics_url)
-        report = actions.check(release, policy.Bounds.from_config(cfg))
+        report = automatic.check(release, policy.Bounds.from_config(cfg))
         text, changed = report.text, report.changed
     except (actions.Refused, connection.StoreError) as error:
         text = f"Release check: {error}"

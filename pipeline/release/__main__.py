@@ -66,19 +66,19 @@ def main(argv=None) -> int:
                           defaults.serving_metrics_url or DEFAULT_METRICS_URL)
 
     from metadata import connection
-    from pipeline.release import actions, policy, serving_config
+    from pipeline.release import actions, automatic, policy, serving_config, status
 
     try:
         store = connection.open_store(cfg.metadata_connection)
         release = actions.Release(cfg, store, metrics_url)
         if args.command == "status":
-            text = actions.status(release)
+            text = status.describe(release)
         elif args.command == "promote":
             text = actions.promote(release, args.reason)
         elif args.command == "rollback":
             text = actions.rollback(release, args.reason)
         else:
-            text = actions.check(release, policy.Bounds.from_config(cfg)).text
+            text = automatic.check(release, policy.Bounds.from_config(cfg)).text
         if args.command in ("promote", "rollback"):
             tidied = actions.tidy(release)
             text += f"\n{tidied}" if tidied else ""

@@ -12,12 +12,11 @@ Both labels always name versions the server has loaded, so a request on
   resolves both labels to their new versions (tidy()).
 """
 import dataclasses
-import datetime
 
-from metadata import releases, serving_checks
+from metadata import releases
+from pipeline import config as pipeline_config
 from pipeline import run_lock
-from pipeline.release import canary_health, model_server, policy, retention
-from pipeline.release import serving_config
+from pipeline.release import model_server, retention, serving_config
 from pipeline.release.serving_config import CANARY, STABLE, ServedVersions
 
 RELEASE_LOCK = "release.lock"  # beside the serving config: one release step at a time
@@ -30,16 +29,13 @@ class Refused(RuntimeError):
 @dataclasses.dataclass
 class Release:
     """Where one model's release state lives, and how to ask its server."""
-    cfg: object  # pipeline.config.PipelineConfig
+    cfg: pipeline_config.PipelineConfig
     store: releases.Store  # writable
     # The server's Prometheus page; its REST API is on the same port. None: do
     # not ask the server (label moves wait for a step that may).
     metrics_url: str | None
 
-    @property
-    def model_name(self) -> str:
-        from pipeline import config as pipeline_config
-        return pipeline_config.MODEL_NAME
+    model_name: str = pipeline_config.MODEL_NAME
 
     @property
     def path(self):
@@ -220,86 +216,3 @@ def tidy(release: Release) -> str | None:
         if deleted:
             notes.append(f"deleted version folder(s) {', '.join(map(str, deleted))}")
     return "Tidied: " + "; ".join(notes) + "." if notes else None
-
-
-def canary_skew_alarm(release: Release, served: ServedVersions) -> str | None:
-    """A serving monitor alarm on the canary version since it became the canary."""
-    pushed = serving_checks.pushed_model_of_version(release.store, str(served.canary))
-    since = releases.label_since(release.history(), CANARY)
-    if pushed is None or since is None:
-        return None
-    alarms = [w for w in serving_checks.checks_of_pushed_model(release.store, pushed.id)
-              if w.alarm and w.created >= int(since.time)]
-    if not alarms:
-        return None
-    features = sorted({f for w in alarms for f in w.skewed_features + w.anomalous_features})
-    return f"check #{alarms[0].check_id} found {', '.join(features)}"
-
-
-@dataclasses.dataclass
-class CheckReport:
-    lines: list[str]  # for people: what was done, or why nothing was
-    changed: bool  # a label moved, a version was unloaded or deleted
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
-def check(release: Release, bounds: policy.Bounds) -> CheckReport:
-    """One automatic look: label a loaded pending version, judge the canary,
-    then tidy. Refused when the canary cannot be judged (no metrics page)."""
-    labelled = label_pending(release, "pushed", timeout=0)
-    report = CheckReport([labelled] if labelled else [],
-                         changed=bool(labelled) and "is pending" not in labelled)
-    _, served = release.read()
-    if served.canary is not None and served.canary != served.stable:
-        if release.metrics_url is None:
-            raise Refused("Cannot judge the canary: no --serving-metrics-url.")
-        try:
-            page = model_server.prometheus_page(release.metrics_url)
-        except model_server.ServerUnreachable as error:
-            raise Refused(f"Cannot judge canary version {served.canary}: {error}") from None
-        health = canary_health.version_health(page, release.model_name, served.canary)
-        decision = policy.decide(health, bounds, canary_skew_alarm(release, served))
-        if decision.action == policy.PROMOTE:
-            report.lines.append(promote(release, f"automatic: {decision.reason}"))
-        elif decision.action == policy.ROLLBACK:
-            report.lines.append(rollback(release, f"automatic: {decision.reason}"))
-        else:
-            report.lines.append(decision.reason[0].upper() + decision.reason[1:] + ".")
-        report.changed |= decision.action != policy.WAIT
-    elif served.stable is not None and not report.lines:
-        report.lines.append(f"No canary on trial: stable and canary are version {served.stable}.")
-    tidied = tidy(release)
-    if tidied:
-        report.lines.append(tidied)
-        report.changed = True
-    return report
-
-
-def when(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def status(release: Release) -> str:
-    _, served = release.read()
-    if served.stable is None:
-        return (f"No release yet: {release.path} labels no version of {release.model_name} "
-                "(the pipeline writes it when it pushes a model).")
-    history = release.history()
-    out = [f"{release.model_name} in {release.path}"]
-    for label, version in ((STABLE, served.stable), (CANARY, served.canary)):
-        since = releases.label_since(history, label)
-        if since is not None and getattr(since, f"{label}_version") == str(version):
-            why = f"since {when(since.time)}, {since.action}: {since.reason}"
-        else:
-            why = "(not recorded in ML Metadata: the file was edited by hand?)"
-        out.append(f"  {label:<8} version {version}  {why}")
-    pending = pending_version(release, served)
-    if pending is not None:
-        out.append(f"  pending  version {pending}  waits for the server to load it")
-    target = rollback_target(release, served)
-    out.append(f"  loaded   versions {', '.join(map(str, served.loaded))}")
-    out.append(f"  rollback target  " + (f"version {target}" if target else "none"))
-    return "\n".join(out)

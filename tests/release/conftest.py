@@ -155,3 +155,4 @@ def send_requests(server, label: str, count: int):
         assert ok, detail
 
 
+
