@@ -96,12 +96,12 @@ def _server_loaded(release: Release, version: int, timeout: float) -> tuple[bool
 
 
 def add_version(release: Release, version: int, reason: str) -> str:
-    """Step 1 for a pushed version: the server loads it. The first version of a
-    new config is labelled stable and canary at once: no server follows a file
-    that did not exist, and a server started on it loads before it labels."""
+    """Step 1 for a pushed version: the server loads it. Without a config file,
+    the version is labelled stable and canary at once: no server follows a file
+    that does not exist, and a server started on it loads before it labels."""
     with release.lock():
         config, served = release.read()
-        if served.stable is None:
+        if config is None:
             first = ServedVersions((version,), version, version)
             release.write(config, first)
             release.record(releases.PROMOTE, version,
@@ -133,6 +133,12 @@ def label_pending(release: Release, reason: str, timeout: float | None = None) -
                 return f"Version {version} failed to load and was dropped: {why}."
             return (f"Version {version} is pending: {why}; the next "
                     "`python -m pipeline.release check` makes it the canary.")
+        if served.stable is None:  # a config file written before any release
+            first = dataclasses.replace(served, stable=version, canary=version)
+            release.write(config, first)
+            release.record(releases.PROMOTE, version,
+                           f"first labelled version; {reason}; {why}", first)
+            return f"Version {version} is stable and canary (the first labelled version)."
         canary = dataclasses.replace(served, canary=version)
         release.write(config, canary)
         release.record(releases.CANARY, version,

@@ -156,3 +156,4 @@ def send_requests(server, label: str, count: int):
 
 
 
+
