@@ -56,7 +56,8 @@ def main(argv=None) -> int:
         args = _parser(defaults).parse_args(argv)
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
-    cfg = dataclasses.replace(defaults, output_dir=getattr(args, "output_dir", defaults.output_dir).resolve())
+    output_dir = getattr(args, "output_dir", defaults.output_dir)
+    cfg = dataclasses.replace(defaults, output_dir=output_dir.resolve())
     if args.command == "check":
         cfg = dataclasses.replace(
             cfg, canary_min_requests=args.min_requests,

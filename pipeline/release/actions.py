@@ -78,21 +78,31 @@ def rollback_target(release: Release, served: ServedVersions) -> int | None:
     return None
 
 
-def _server_loaded(release: Release, version: int, timeout: float) -> tuple[bool, str]:
-    """(may a label move onto `version`, why or why not). Yes when the server
-    reports it AVAILABLE, or when no server answers at all."""
+@dataclasses.dataclass(frozen=True)
+class ServerAnswer:
+    """Whether a label may move onto a version, and why (or why not)."""
+    may_label: bool
+    load_failed: bool  # the server gave up loading it (state END with an error)
+    why: str
+
+
+def _ask_server(release: Release, version: int, timeout: float) -> ServerAnswer:
+    """A label may move onto `version` when the server reports it AVAILABLE, or
+    when no server answers at all."""
     if release.metrics_url is None:
-        return False, "no server address given (--serving-metrics-url)"
+        return ServerAnswer(False, False, "no server address given (--serving-metrics-url)")
     try:
         state, message = model_server.wait_until_available(
             release.metrics_url, release.model_name, version, timeout)
     except model_server.ServerUnreachable:
-        return True, (f"no server answered at {release.metrics_url} (a server started on "
-                      "the config loads its versions before it applies labels)")
+        return ServerAnswer(True, False, (
+            f"no server answered at {release.metrics_url} (a server started on the "
+            "config loads its versions before it applies labels)"))
     if state == "AVAILABLE":
-        return True, "loaded by the server"
-    return False, (f"the server at {release.metrics_url} reports version {version} {state}"
-                   + (f": {message}" if message else ""))
+        return ServerAnswer(True, False, "loaded by the server")
+    return ServerAnswer(False, state == "END", (
+        f"the server at {release.metrics_url} reports version {version} {state}"
+        + (f": {message}" if message else "")))
 
 
 def add_version(release: Release, version: int, reason: str) -> str:
@@ -123,9 +133,10 @@ def label_pending(release: Release, reason: str, timeout: float | None = None) -
         version = pending_version(release, served)
         if version is None:
             return None
-        loaded, why = _server_loaded(release, version, timeout)
-        if not loaded:
-            if "END" in why:  # the load failed: it will not get better by waiting
+        answer = _ask_server(release, version, timeout)
+        why = answer.why
+        if not answer.may_label:
+            if answer.load_failed:  # it will not get better by waiting
                 dropped = dataclasses.replace(
                     served, loaded=tuple(v for v in served.loaded if v != version))
                 release.write(config, dropped)
@@ -146,9 +157,16 @@ def label_pending(release: Release, reason: str, timeout: float | None = None) -
     return f"Version {version} is the canary; stable stays version {served.stable}."
 
 
+def no_release_yet(release: Release) -> str:
+    return (f"No release yet: {release.path} labels no version of {release.model_name} "
+            "(the pipeline writes it when it pushes a model).")
+
+
 def promote(release: Release, reason: str) -> str:
     with release.lock():
         config, served = release.read()
+        if served.stable is None:
+            raise Refused(no_release_yet(release))
         if served.canary is None or served.canary == served.stable:
             pending = pending_version(release, served)
             raise Refused(
@@ -167,7 +185,7 @@ def rollback(release: Release, reason: str) -> str:
     with release.lock():
         config, served = release.read()
         if served.stable is None:
-            raise Refused(f"Nothing to roll back: {release.path} labels no stable version.")
+            raise Refused(no_release_yet(release))
         if served.canary is not None and served.canary != served.stable:
             back = dataclasses.replace(served, canary=served.stable)
             release.write(config, back)
@@ -182,9 +200,9 @@ def rollback(release: Release, reason: str) -> str:
         if target not in served.loaded:
             release.write(config, dataclasses.replace(
                 served, loaded=tuple(sorted({*served.loaded, target}))))
-        loaded, why = _server_loaded(release, target, release.cfg.canary_load_timeout_seconds)
-        if not loaded:
-            raise Refused(f"Cannot roll back to version {target} yet: {why}. It is in the "
+        answer = _ask_server(release, target, release.cfg.canary_load_timeout_seconds)
+        if not answer.may_label:
+            raise Refused(f"Cannot roll back to version {target} yet: {answer.why}. It is in the "
                           "loaded versions now; run the rollback again once it is AVAILABLE.")
         back = dataclasses.replace(served, loaded=tuple(sorted({*served.loaded, target})),
                                    stable=target, canary=target)
@@ -201,7 +219,8 @@ def tidy(release: Release) -> str | None:
         config, served = release.read()
         if served.stable is None:
             return None
-        keep = served.labelled | {rollback_target(release, served), pending_version(release, served)}
+        keep = served.labelled | {rollback_target(release, served),
+                                  pending_version(release, served)}
         unneeded = [v for v in served.loaded if v not in keep]
         notes = []
         if unneeded and release.metrics_url is not None:

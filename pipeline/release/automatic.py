@@ -6,7 +6,8 @@ import dataclasses
 
 from metadata import releases, serving_checks
 from pipeline.release import canary_health, model_server, policy
-from pipeline.release.actions import Refused, Release, label_pending, promote, rollback, tidy
+from pipeline.release.actions import (Refused, Release, label_pending, no_release_yet,
+                                      promote, rollback, tidy)
 from pipeline.release.serving_config import CANARY, ServedVersions
 
 
@@ -57,8 +58,9 @@ def check(release: Release, bounds: policy.Bounds) -> CheckReport:
         else:
             report.lines.append(decision.reason[0].upper() + decision.reason[1:] + ".")
         report.changed |= decision.action != policy.WAIT
-    elif served.stable is not None and not report.lines:
-        report.lines.append(f"No canary on trial: stable and canary are version {served.stable}.")
+    elif not report.lines:
+        report.lines.append(no_release_yet(release) if served.stable is None else
+                            f"No canary on trial: stable and canary are version {served.stable}.")
     tidied = tidy(release)
     if tidied:
         report.lines.append(tidied)

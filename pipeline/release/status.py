@@ -3,7 +3,7 @@ ML Metadata), the pending version and the rollback target."""
 import datetime
 
 from metadata import releases
-from pipeline.release.actions import Release, pending_version, rollback_target
+from pipeline.release.actions import Release, no_release_yet, pending_version, rollback_target
 from pipeline.release.serving_config import CANARY, STABLE
 
 
@@ -14,8 +14,7 @@ def when(seconds: float) -> str:
 def describe(release: Release) -> str:
     _, served = release.read()
     if served.stable is None:
-        return (f"No release yet: {release.path} labels no version of {release.model_name} "
-                "(the pipeline writes it when it pushes a model).")
+        return no_release_yet(release)
     history = release.history()
     out = [f"{release.model_name} in {release.path}"]
     for label, version in ((STABLE, served.stable), (CANARY, served.canary)):

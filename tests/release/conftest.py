@@ -60,13 +60,13 @@ def setup(pipeline_runs, tmp_path) -> ReleaseSetup:
     return ReleaseSetup(data_dir, output_dir, old, new)
 
 
-def serve(setup: ReleaseSetup, tmp_dir):
+def serve(setup: ReleaseSetup, tmp_dir, *flags):
     """`python -m serving` following the release config, with its Prometheus page."""
     monitoring = pathlib.Path(tmp_dir) / "monitoring.config"
     monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}\n')
     server = start_server(f"--model_config_file={setup.config_path}",
                           f"--model_config_file_poll_wait_seconds={POLL_SECONDS}",
-                          f"--monitoring_config_file={monitoring}", tmp_dir=tmp_dir)
+                          f"--monitoring_config_file={monitoring}", *flags, tmp_dir=tmp_dir)
     server.metrics_url = server.url(METRICS_PATH)
     return server
 
@@ -153,6 +153,7 @@ def send_requests(server, label: str, count: int):
     for _ in range(count):
         ok, detail = predict_rest(server, label)
         assert ok, detail
+
 
 
 

@@ -59,6 +59,30 @@ def test_a_canary_within_bounds_is_promoted_and_one_that_breaks_them_rolled_back
     assert rollback.pushed_model_id is None  # no Pusher recorded the copied folder
 
 
+def test_a_version_that_fails_to_load_is_dropped_and_never_labelled(setup, tmp_path):
+    release = setup.release()
+    actions.add_version(release, setup.old, "the version served so far")
+    server = serve(setup, tmp_path, "--max_num_load_retries=0")
+    try:
+        release.metrics_url = server.metrics_url
+        broken = setup.new + 1
+        add_version(setup.serving_dir, broken, setup.serving_dir / str(setup.new))
+        (setup.serving_dir / str(broken) / "saved_model.pb").write_bytes(b"not a SavedModel")
+        actions.add_version(release, broken, "pushed")
+        said = actions.label_pending(release, "pushed")
+        assert f"Version {broken} failed to load and was dropped" in said
+        check = release_cli(setup, "check", metrics_url=server.metrics_url)
+        assert check.returncode == 0, check.stderr
+        assert f"No canary on trial: stable and canary are version {setup.old}." in check.stdout
+        wait_for_labels(server, stable=setup.old, canary=setup.old)
+    finally:
+        server.stop()
+    store = connection.open_reader(connection.sqlite_config(setup.output_dir / "metadata.sqlite"))
+    dropped = releases.history(store, MODEL)[-1]
+    assert (dropped.action, dropped.version) == ("rollback", str(broken))
+    assert dropped.reason.startswith("never served: ")
+
+
 PAGE = """\
 # TYPE :tensorflow:serving:request_count_by_version counter
 :tensorflow:serving:request_count_by_version{model_name="taxi_tips",version="7",status="OK"} 180
