@@ -178,14 +178,7 @@ def write_section(path, args, results, counts, log_bytes, context):
             + " | ".join(f"{stats[rate]['p50_ms']:.2f}" for rate in rates) + " |"
             + (f" ({failures} failed)" if failures else ""))
     lines += [""] + context["notes"] + [""]
-    previous = Path(path).read_text(encoding="utf-8") if Path(path).exists() else ""
-    start = previous.find(SECTION)
-    if start < 0:
-        text = previous.rstrip("\n") + "\n\n" + "\n".join(lines)
-    else:
-        end = previous.find("\n## ", start + len(SECTION))
-        text = previous[:start] + "\n".join(lines) + (previous[end:] if end >= 0 else "")
-    Path(path).write_text(text, encoding="utf-8")
+    bench.replace_section(path, SECTION, lines)
     return lines
 
 

@@ -530,6 +530,20 @@ def tool_versions() -> str:
     return ", ".join(versions)
 
 
+def replace_section(path, section: str, lines: list) -> None:
+    """Writes `lines` (a "## " heading `section` and its text) over that section of the
+    markdown file at path, up to the next "## " heading, or appends them; the rest of the
+    file stays as it is. The benchmarks that own one section each write with this."""
+    previous = Path(path).read_text(encoding="utf-8") if Path(path).exists() else ""
+    start = previous.find(section)
+    if start < 0:
+        text = previous.rstrip("\n") + "\n\n" + "\n".join(lines)
+    else:
+        end = previous.find("\n## ", start + len(section))
+        text = previous[:start] + "\n".join(lines) + (previous[end:] if end >= 0 else "")
+    Path(path).write_text(text, encoding="utf-8")
+
+
 def write_report(path, args, results, in_process, context):
     baseline = next(iter(in_process.values()))  # the server's own runner
 

@@ -16,6 +16,8 @@ from models import features
 
 CLASS_NAMES = [b"0", b"1"]  # not a big tip, big tip
 EVALUATION_SIGNATURE = "big_tip_probability"  # scored by the Evaluator
+# What clients call (transform_features is the Evaluator's alone).
+CLIENT_SIGNATURES = ("serving_default", EVALUATION_SIGNATURE, "serving_raw")
 
 
 def _prediction_outputs(model, transformed):

@@ -94,6 +94,20 @@ class PipelineConfig:
     # monitor's check, once each window is over) and retrain on a skew alarm.
     request_logs: pathlib.Path | None = None
     serving_window_seconds: float = 3600.0  # as `python -m pipeline.monitor --window`
+    # --- Infra validation (pipeline/components/infra_validator.py) ---
+    # The candidate is served by a local model server and called through the
+    # API, with this many eval-split rows per signature (also its warmup requests).
+    infra_request_rows: int = 5
+    # Then a load test: requests at this rate for this long must answer with a
+    # p99 latency within the target and at most this many failures.
+    infra_p99_target_ms: float = 100.0
+    infra_load_rate: float = 20.0  # requests per second
+    infra_load_seconds: float = 3.0
+    infra_max_failed_requests: int = 0
+    # Push the model with its requests as TF Serving warmup requests.
+    infra_warmup: bool = True
+    infra_max_loading_seconds: int = 120  # for the server to start and load it
+    # --- end of infra validation ---
 
     @property
     def pipeline_root(self) -> pathlib.Path:

@@ -3,8 +3,9 @@
 New span -> statistics -> validation against the curated schema (a failed
 validation stops the run) -> decay and drift checks against the served model,
 and a retrain decision -> if it says retrain: Transform and Trainer on a
-rolling window of spans -> Evaluator against the serving model -> Pusher,
-only if blessed.
+rolling window of spans -> Evaluator against the serving model ->
+InfraValidator (a local model server on the candidate) -> Pusher, only if both
+blessed.
 """
 import tensorflow_model_analysis as tfma
 from google.protobuf import text_format
@@ -16,7 +17,8 @@ from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.experimental.conditionals.conditional import Cond
 from tfx.orchestration.pipeline import Pipeline
-from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
+from tfx.proto import (example_gen_pb2, infra_validator_pb2, pusher_pb2, range_config_pb2,
+                       trainer_pb2)
 from tfx.types import Channel, standard_artifacts
 
 from models import features, signatures
@@ -27,6 +29,7 @@ from pipeline.components.csv_ingestion import CsvIngestionExecutor
 from pipeline.components.curated_schema import CuratedSchemaGen
 from pipeline.components.decay_check import DecayCheck
 from pipeline.components.drift_check import DriftCheck
+from pipeline.components.infra_validator import InfraValidator
 from pipeline.components.release_canary import ReleaseCanary
 from pipeline.components.retrain_decision import RetrainDecision, policies
 from pipeline.components.served_model import ServedModelStrategy
@@ -67,6 +70,26 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
             tfma.MetricConfig(class_name="Precision"),
             tfma.MetricConfig(class_name="Recall"),
         ])])
+
+
+def infra_validator(cfg: pipeline_config.PipelineConfig, model, examples):
+    """Serves the candidate on a local model server (no Docker), calls every
+    client signature with eval rows, load-tests it, and writes the warmed model."""
+    return InfraValidator(
+        model=model, examples=examples,
+        serving_spec=infra_validator_pb2.ServingSpec(
+            tensorflow_serving=infra_validator_pb2.TensorFlowServing(),
+            model_name=pipeline_config.MODEL_NAME),
+        request_spec=infra_validator_pb2.RequestSpec(
+            tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(
+                signature_names=list(signatures.CLIENT_SIGNATURES)),
+            split_name="eval", num_examples=cfg.infra_request_rows,
+            make_warmup=cfg.infra_warmup),
+        validation_spec=infra_validator_pb2.ValidationSpec(
+            max_loading_time_seconds=cfg.infra_max_loading_seconds, num_tries=1),
+        p99_target_ms=cfg.infra_p99_target_ms, load_rate=cfg.infra_load_rate,
+        load_seconds=cfg.infra_load_seconds,
+        max_failed_requests=cfg.infra_max_failed_requests).with_id("InfraValidator")
 
 
 def example_gen(cfg: pipeline_config.PipelineConfig, span: int):
@@ -224,9 +247,18 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
             baseline_model=baseline.outputs["model"],
             eval_config=eval_config(cfg))
 
+        # Requests from this run's new span: the newest rows clients will send.
+        infra = infra_validator(cfg, trainer.outputs["model"], new_span.outputs["examples"])
+        # After the Evaluator: a runner that runs nodes side by side would otherwise
+        # load-test the server while the Evaluator takes the CPU. It still runs when
+        # the Evaluator says no; the Pusher reads both blessings.
+        infra.add_upstream_node(evaluator)
+
         pusher = Pusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
+            # Pushed only if also infra blessed; its warmed copy, when it has one.
+            infra_blessing=infra.outputs["blessing"],
             push_destination=pusher_pb2.PushDestination(
                 filesystem=pusher_pb2.PushDestination.Filesystem(
                     base_directory=str(cfg.serving_model_dir))),
@@ -246,7 +278,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
         components=[new_span, statistics, inferred_schema, curated_schema, validation,
                     gate, served, decay, drift, decision, window,
                     *([analyzer_cache] if analyzer_cache else []), transform,
-                    trainer, baseline, evaluator, pusher, release_canary],
+                    trainer, baseline, evaluator, infra, pusher, release_canary],
         enable_cache=cfg.enable_cache,
         beam_pipeline_args=beam_pipeline_args)
 

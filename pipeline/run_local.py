@@ -64,6 +64,17 @@ def parse_args(argv):
     parser.add_argument("--wait", action="store_true",
                         help="if another run holds the output folder, wait for it "
                              "instead of exiting with status 3")
+    infra = parser.add_argument_group("infra validation (a local model server on the candidate)")
+    infra.add_argument("--infra-p99-target-ms", type=float,
+                       default=defaults.infra_p99_target_ms,
+                       help="push no model whose p99 latency in the load test is higher")
+    infra.add_argument("--infra-load-rate", type=float, default=defaults.infra_load_rate,
+                       help="requests per second in the load test")
+    infra.add_argument("--infra-load-seconds", type=float,
+                       default=defaults.infra_load_seconds,
+                       help="how long the load test lasts")
+    infra.add_argument("--no-infra-warmup", action="store_true",
+                       help="push the model without TF Serving warmup requests")
     continuous = parser.add_argument_group("continuous training")
     continuous.add_argument("--watch", action="store_true",
                             help="keep running: a run for every new complete span "
@@ -111,6 +122,9 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.serving_window <= 0:
         parser.error("--serving-window must be longer than 0s")
+    for flag in ("infra_p99_target_ms", "infra_load_rate", "infra_load_seconds"):
+        if getattr(args, flag) <= 0:
+            parser.error(f"--{flag.replace('_', '-')} must be above 0")
     cfg = dataclasses.replace(
         defaults, data_dir=args.data_dir.resolve(), output_dir=args.output_dir.resolve(),
         training_window_spans=args.training_window_spans, train_steps=args.train_steps,
@@ -121,6 +135,8 @@ def parse_args(argv):
         check_every_seconds=args.check_every, retrain_every_seconds=args.retrain_every,
         request_logs=args.request_logs.resolve() if args.request_logs else None,
         serving_window_seconds=args.serving_window,
+        infra_p99_target_ms=args.infra_p99_target_ms, infra_load_rate=args.infra_load_rate,
+        infra_load_seconds=args.infra_load_seconds, infra_warmup=not args.no_infra_warmup,
         serving_metrics_url=args.serving_metrics_url)
     return cfg, args
 

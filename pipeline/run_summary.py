@@ -1,5 +1,6 @@
 """What one pipeline run did, read back from ML Metadata: the pushed version,
-or why nothing was pushed; the spans it trained on; the Evaluator's metrics.
+or why nothing was pushed; the spans it trained on; the Evaluator's metrics;
+the InfraValidator's verdict and load test.
 """
 import dataclasses
 
@@ -22,6 +23,27 @@ class RunSummary:
     trained_on_spans: list[int] = dataclasses.field(default_factory=list)
     retrain: bool | None = None  # None: no RetrainDecision in the run
     retrain_reason: str = ""
+    # The InfraValidator's InfraBlessing custom properties; {}: it did not run.
+    infra: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def infra_blessed(self) -> bool | None:
+        return bool(self.infra["blessed"]) if "blessed" in self.infra else None
+
+    def infra_validation(self) -> str:
+        """e.g. 'InfraValidator: blessed; p99 12.3 ms at 20 req/s (target 100 ms), 0 failed'"""
+        if not self.infra:
+            return ""
+        verdict = "blessed" if self.infra_blessed else "not blessed"
+        line = f"InfraValidator: {verdict}"
+        if "latency_p99_ms" in self.infra:
+            line += (f"; p99 {self.infra['latency_p99_ms']:.1f} ms at "
+                     f"{self.infra['load_rate_rps']:g} req/s (target "
+                     f"{self.infra['p99_target_ms']:g} ms), "
+                     f"{self.infra['failed_requests']} failed")
+        if not self.infra_blessed:
+            line += f"; {self.infra.get('reason', '')}"
+        return line
 
     def evaluation(self) -> str:
         """e.g. 'Evaluator: candidate auc 0.871, binary_accuracy 0.842; baseline ...'"""
@@ -42,6 +64,8 @@ class RunSummary:
             return "not retrained", self.retrain_reason
         if self.blessed is False:
             return "not blessed", "; ".join(self.failed_thresholds)
+        if self.infra_blessed is False:
+            return "not blessed", f"InfraValidator: {self.infra.get('reason', '')}"
         return "ingested", ""
 
     def outcome(self) -> str:
@@ -56,6 +80,9 @@ class RunSummary:
         if self.blessed is False:
             reasons = "; ".join(self.failed_thresholds) or "see the Evaluator's output"
             return f"Nothing pushed: the Evaluator did not bless the model ({reasons})."
+        if self.infra_blessed is False:
+            return (f"Nothing pushed: the InfraValidator did not bless the model "
+                    f"({self.infra.get('reason') or 'see its blessing'}).")
         return "Nothing pushed: the run did not reach the Pusher."
 
 
@@ -102,11 +129,18 @@ def summarize_run(store, run_id: str) -> RunSummary:
         summary.retrain_reason = decision.custom_properties["reason"].string_value
     for blessing in outputs.get("ModelBlessing", []):
         summary.blessed = blessing.custom_properties["blessed"].int_value == 1
+    for infra_blessing in outputs.get("InfraBlessing", []):
+        summary.infra = _custom_properties(infra_blessing)
     for evaluation in outputs.get("ModelEvaluation", []):
         summary.metrics = _overall_metrics(evaluation.uri)
         if summary.blessed is False:
             summary.failed_thresholds += _failed_thresholds(evaluation.uri)
     return summary
+
+
+def _custom_properties(artifact) -> dict:
+    return {name: getattr(value, value.WhichOneof("value"))
+            for name, value in artifact.custom_properties.items() if value.WhichOneof("value")}
 
 
 REPORTED_METRICS = ("auc", "binary_accuracy", "example_count")
@@ -143,6 +177,8 @@ def print_report(summary: RunSummary, error, seconds: float, cfg, out):
               file=out)
     if summary.evaluation() and error is None:
         print(summary.evaluation(), file=out)
+    if summary.infra_validation() and error is None:
+        print(summary.infra_validation(), file=out)
     if error is None:
         print(summary.outcome(), file=out)
     elif isinstance(error, KeyboardInterrupt):

@@ -95,8 +95,12 @@ FLAGS = [
      "A comma separated list of arguments to be passed to the grpc server. (e.g. "
      "grpc.max_connection_age_ms=2000)"),
     ("grpc_max_threads", int, 4 * _CPUS, "Max grpc server threads to handle grpc messages."),
-    ("enable_model_warmup", bool, True, "(" + IGNORED + ")"),
-    ("num_request_iterations_for_warmup", int, 1, "(" + IGNORED + ")"),
+    ("enable_model_warmup", bool, True,
+     "Enables model warmup, which triggers lazy initializations (such as TF optimizations) "
+     "at load time, to reduce first request latency."),
+    ("num_request_iterations_for_warmup", int, 0,
+     "Number of times a request is iterated during warmup replay. This value is used only "
+     "if > 0."),
     ("version", bool, False, "Display version"),
     ("monitoring_config_file", str, "",
      "If non-empty, read an ascii MonitoringConfig protobuf from the supplied file name"),

@@ -9,8 +9,7 @@ import time
 import grpc
 
 import serving  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from serving import errors, metrics, proto_codec, request_logging
-from serving.servable import DEFAULT_SIGNATURE
+from serving import errors, metrics, multi_inference, proto_codec, request_logging
 
 from tensorflow_serving.apis import (  # noqa: E402
     classification_pb2, get_model_metadata_pb2, get_model_status_pb2, inference_pb2,
@@ -19,8 +18,6 @@ from tensorflow_serving.apis import (  # noqa: E402
 
 log = logging.getLogger("serving.grpc_api")
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
@@ -210,21 +207,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             # TF Serving resolves the servable from the first task's spec, then checks tasks.
             servable = call.resolved(_servable(self._manager,
                                                first_spec or model_pb2.ModelSpec()))
-            _check_tasks(request.tasks, servable.signature_defs())
-            examples = proto_codec.serialized_examples(request.input)
-            response = inference_pb2.MultiInferenceResponse()
-            for task in request.tasks:
-                result = response.results.add()
-                if task.method_name == CLASSIFY_METHOD:
-                    classes, scores = servable.classify(task.model_spec.signature_name,
-                                                        examples, deadline=_deadline(context))
-                    proto_codec.classification_result(result.classification_result, classes,
-                                                      scores)
-                else:
-                    proto_codec.regression_result(result.regression_result, servable.regress(
-                        task.model_spec.signature_name, examples, deadline=_deadline(context)))
-                proto_codec.set_model_spec(result.model_spec, task.model_spec.name,
-                                           servable.version, task.model_spec.signature_name)
+            response = multi_inference.run(servable, request, deadline=_deadline(context))
             self._log(call, request_logging.MULTI_INFERENCE, servable, None,
                       request_bytes or request, response)
             return response
@@ -247,37 +230,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             proto_codec.set_model_spec(response.model_spec, servable.name, servable.version)
             response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
             return response
-
-
-def _check_tasks(tasks, signature_defs) -> None:
-    """MultiInference's request checks, in TF Serving's order and with its messages."""
-    model_name = ""
-    input_tensor = ""
-    seen_signatures = set()
-    for task in tasks:
-        if not task.model_spec.name:
-            raise errors.invalid_argument("Found ModelSpec with an empty model name.")
-        if model_name and task.model_spec.name != model_name:
-            raise errors.invalid_argument(
-                "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
-        model_name = task.model_spec.name
-        signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
-        if signature_name in seen_signatures:
-            raise errors.invalid_argument(f"Duplicate evaluation of signature: {signature_name}")
-        seen_signatures.add(signature_name)
-        signature = signature_defs.get(signature_name)
-        if signature is None:
-            raise errors.invalid_argument(
-                f"Requested signature not found in model graph: {signature_name}")
-        if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
-            raise errors.ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                                      f"Unsupported signature method_name: {task.method_name}")
-        # The signature's method_name is not compared (TF Serving only does so under
-        # --enable_signature_method_name_check); Servable.classify/regress check its shape.
-        task_input = signature.inputs["inputs"].name if "inputs" in signature.inputs else ""
-        if input_tensor and task_input != input_tensor:
-            raise errors.invalid_argument("Input tensor must be the same for all Signatures.")
-        input_tensor = task_input
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

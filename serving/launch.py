@@ -159,8 +159,11 @@ def logs_requests(flags: Sequence[str]) -> bool:
         return re.search(r"\blogging_config\s*[:{]", handle.read()) is not None
 
 
-def choose_server(requested: str, flags: Sequence[str] = ()) -> tuple[str, str]:
-    """Returns (server, reason); a server asked for by name is taken as is."""
+def choose_server(requested: str, flags: Sequence[str] = (),
+                  docker: bool = True) -> tuple[str, str]:
+    """Returns (server, reason); a server asked for by name is taken as is.
+    `docker=False` skips the Docker image, for callers that must own the server
+    process itself (the pipeline's InfraValidator stops it by its process id)."""
     if requested != "auto":
         return requested, f"--server={requested} was asked for"
     if logs_requests(flags):
@@ -169,6 +172,8 @@ def choose_server(requested: str, flags: Sequence[str] = ()) -> tuple[str, str]:
     if shutil.which(BINARY):
         return BINARY, f"{BINARY} is on PATH at {shutil.which(BINARY)}"
     reasons = [f"{BINARY} is not on PATH"]
+    if not docker:
+        return "python", f"{reasons[0]}; using this project's Python server"
     running, why = docker_engine_running()
     if running:
         return "docker", f"{reasons[0]}; {why}"

@@ -2,9 +2,10 @@
 
 TF Serving's exporter turns "/tensorflow/serving/request_count" into
 ":tensorflow:serving:request_count"; both REST and gRPC report here through observe_request,
-the request logger through count_request_logs. The *_by_version families are ours (TF
-Serving has no request metric with a version label): a release controller compares a
-canary version with the stable one through them.
+the request logger through count_request_logs, SavedModel warmup through observe_warmup
+(its replayed requests are not requests: they are counted only there). The *_by_version
+families are ours (TF Serving has no request metric with a version label): a release
+controller compares a canary version with the stable one through them.
 """
 import threading
 
@@ -17,6 +18,11 @@ REQUEST_LOG_BYTES = ":tensorflow:serving:request_log_bytes"  # not in TF Serving
 # Not in TF Serving, in its style: inference calls by the version they resolved to.
 REQUEST_COUNT_BY_VERSION = ":tensorflow:serving:request_count_by_version"
 REQUEST_LATENCY_BY_VERSION = ":tensorflow:serving:request_latency_by_version"
+# TF Serving's warmup metrics (saved_model_warmup_util.cc), by the version's directory and
+# the warmup's final status as absl::Status::ToString writes it ("OK", "DATA_LOSS: ...").
+# model_warmup_records_read came after TF Serving 2.16; its HEAD has both.
+MODEL_WARMUP_LATENCY = ":tensorflow:serving:model_warmup_latency"
+MODEL_WARMUP_RECORDS_READ = ":tensorflow:serving:model_warmup_records_read"
 # TF Serving's latency sampler: microseconds, Buckets::Exponential(10, 1.8, 33).
 LATENCY_BOUNDS_MICROS = [10 * 1.8 ** i for i in range(33)]
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
@@ -52,6 +58,8 @@ _request_log_counts = {}  # (model_name, status_code) -> count
 _request_log_bytes = {}  # model_name -> bytes written to request log files
 _request_counts_by_version = {}  # (model_name, version, status) -> count
 _latencies_by_version = {}  # (model_name, version) -> [bucket counts..., sum, count]
+_warmup_latencies = {}  # (model_path, status) -> [bucket counts..., sum, count]
+_warmup_records_read = {}  # (model_path, status) -> records
 
 
 def observe_request(model_name: str, api: str, status: str, seconds: float,
@@ -73,6 +81,15 @@ def observe_request(model_name: str, api: str, status: str, seconds: float,
             key = (model_name, int(version), status)
             _request_counts_by_version[key] = _request_counts_by_version.get(key, 0) + 1
             _add_to_histogram(_latencies_by_version, (model_name, int(version)), micros)
+
+
+def observe_warmup(model_path: str, status: str, seconds: float, records_read: int) -> None:
+    """Counts one finished warmup of the version at model_path; status: "OK" or
+    "<CODE NAME>: <message>", as TF Serving labels it."""
+    with _lock:
+        _add_to_histogram(_warmup_latencies, (model_path, status), max(seconds, 0.0) * 1e6)
+        key = (model_path, status)
+        _warmup_records_read[key] = _warmup_records_read.get(key, 0) + records_read
 
 
 def _add_to_histogram(histograms: dict, key, micros: float) -> None:
@@ -133,6 +150,8 @@ def prometheus_text() -> str:
         log_bytes = dict(_request_log_bytes)
         counts_by_version = dict(_request_counts_by_version)
         latencies_by_version = {k: list(v) for k, v in _latencies_by_version.items()}
+        warmup_latencies = {k: list(v) for k, v in _warmup_latencies.items()}
+        warmup_records_read = dict(_warmup_records_read)
     lines = [f"# TYPE {REQUEST_COUNT} counter"]
     for (model_name, status), count in sorted(counts.items()):
         lines.append(f"{REQUEST_COUNT}{_label_text(model_name=model_name, status=status)} "
@@ -149,6 +168,14 @@ def prometheus_text() -> str:
     for (model_name, version), values in sorted(latencies_by_version.items()):
         lines += _histogram_lines(REQUEST_LATENCY_BY_VERSION, values, model_name=model_name,
                                   version=version)
+    lines.append(f"# TYPE {MODEL_WARMUP_LATENCY} histogram")
+    for (model_path, status), values in sorted(warmup_latencies.items()):
+        lines += _histogram_lines(MODEL_WARMUP_LATENCY, values, model_path=model_path,
+                                  status=status)
+    lines.append(f"# TYPE {MODEL_WARMUP_RECORDS_READ} counter")
+    for (model_path, status), count in sorted(warmup_records_read.items()):
+        labels = _label_text(model_path=model_path, status=status)
+        lines.append(f"{MODEL_WARMUP_RECORDS_READ}{labels} {count}")
     lines.append(f"# TYPE {REQUEST_LOG_COUNT} counter")
     for (model_name, status_code), count in sorted(log_counts.items()):
         labels = _label_text(model_name=model_name, status_code=status_code)

@@ -39,9 +39,17 @@ class ModelServer:
                 batching_parameters or model_config.BatchingParameters())
 
         def load_servable(name, version, path):
+            from serving import warmup
             from serving.servable import Servable
 
-            return Servable(name, version, path, batcher_factory=batcher_factory)
+            servable = Servable(name, version, path, batcher_factory=batcher_factory)
+            if options.enable_model_warmup:
+                try:  # part of the load: a failed warmup fails the version, as in TF Serving
+                    warmup.run_warmup(servable, options.num_request_iterations_for_warmup)
+                except BaseException:
+                    servable.close()  # its batch threads, if warmup started any
+                    raise
+            return servable
 
         self.manager = ModelManager(
             server_config,

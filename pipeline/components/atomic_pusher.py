@@ -4,6 +4,8 @@ TFX's Pusher copies the SavedModel file by file into <base>/<version>/; a model
 server that lists versions mid-copy can try to load half a model. This one
 copies into a hidden staging folder and renames it into place (same file
 system, so the rename is atomic); TF Serving ignores non-integer folder names.
+When the InfraValidator wrote a warmed copy of the model (its blessing's
+`has_model`), that copy is pushed, warmup requests included.
 """
 import os
 import shutil
@@ -13,7 +15,24 @@ from absl import logging
 from tfx.components.pusher import executor as pusher_executor
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.utils import path_utils, proto_utils
+
+from pipeline.components.infra_validator import HAS_MODEL
+
+
+def warmed_model_path(input_dict) -> str | None:
+    """The InfraValidator's copy of the model with warmup requests, if it made one.
+    TFX's Pusher reads it only when given no `model` input; this one keeps
+    `model` (lineage and the served-model resolver follow it) and still pushes
+    the warmed copy."""
+    blessings = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY)
+    if not blessings:
+        return None
+    blessing = artifact_utils.get_single_instance(blessings)
+    if not blessing.has_custom_property(HAS_MODEL) or \
+            not blessing.get_int_custom_property(HAS_MODEL):
+        return None
+    return path_utils.stamped_model_path(blessing.uri)
 
 
 def next_version(base_directory: str) -> int:
@@ -41,7 +60,7 @@ class AtomicPusherExecutor(pusher_executor.Executor):
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(model_push)
             return
-        model_path = self.GetModelPath(input_dict)
+        model_path = warmed_model_path(input_dict) or self.GetModelPath(input_dict)
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)

@@ -128,6 +128,10 @@ def artifact_label(artifact: ArtifactRecord) -> str:
     parts.append(f'version {props["version"]}')
   if artifact.type == 'ModelBlessing' and 'blessed' in props:
     parts.append('blessed' if props['blessed'] else 'NOT blessed')
+  if artifact.type == 'InfraBlessing' and 'blessed' in props:
+    parts.append('infra blessed' if props['blessed'] else 'NOT infra blessed')
+    if props.get('latency_p99_ms') is not None:
+      parts.append(f'p99 {props["latency_p99_ms"]:.1f} ms')
   if artifact.type == 'PushedModel':
     parts.append(f'version {props["pushed_version"]}' if props.get('pushed')
                  else 'not pushed')

@@ -24,6 +24,8 @@ EXPECTED_OUTPUTS = {
     "Transform": {"TransformGraph", "ExampleStatistics", "Schema", "ExampleAnomalies"},
     "Trainer": {"Model", "ModelRun"},
     "Evaluator": {"ModelEvaluation", "ModelBlessing"},
+    # The candidate served by a local model server: verdict, load test, warmed model.
+    "InfraValidator": {"InfraBlessing"},
     "Pusher": {"PushedModel"},
 }
 

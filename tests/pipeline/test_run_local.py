@@ -7,7 +7,7 @@ from tests.conftest import PROJECT_ROOT, PYTHON
 
 COMPONENTS = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen",
               "ExampleValidator", "ValidationGate", "Transform", "Trainer",
-              "Evaluator", "Pusher"]
+              "Evaluator", "InfraValidator", "Pusher"]
 
 
 def component_status(stdout: str) -> dict[str, str]:
@@ -56,7 +56,8 @@ def test_new_span_trains_on_the_moved_window_and_pushes_a_new_version(pipeline_r
     out = pipeline_runs.after_new_span.stdout
     assert "Trained on spans 14, 15, 16." in out
     status = component_status(out)
-    for name in ["CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher"]:
+    for name in ["CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator",
+                 "InfraValidator", "Pusher"]:
         assert status[name] == "ran", name
     assert status["ImportSchemaGen"] == "cached"
     versions = pipeline_runs.pushed_versions()
@@ -72,7 +73,9 @@ def test_help_documents_every_flag():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     for flag in ["--data-dir", "--output-dir", "--training-window-spans", "--train-steps",
-                 "--min-auc", "--min-accuracy", "--max-auc-drop-vs-baseline", "--no-cache"]:
+                 "--min-auc", "--min-accuracy", "--max-auc-drop-vs-baseline", "--no-cache",
+                 "--infra-p99-target-ms", "--infra-load-rate", "--infra-load-seconds",
+                 "--no-infra-warmup"]:
         assert flag in result.stdout
 
 

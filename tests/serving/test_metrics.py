@@ -81,7 +81,9 @@ def canary_server(saved_models, module_tmp):
             '    version_labels { key: "canary" value: 2 }\n')}})
     monitoring = root / "monitoring.config"
     monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}\n')
-    server = start_server(f"--model_config_file={config}",
+    # Batching on: a small REST predict then resolves its version on the event loop, while
+    # regress resolves it on a pool thread; both must reach the metrics.
+    server = start_server(f"--model_config_file={config}", "--enable_batching",
                           f"--monitoring_config_file={monitoring}", tmp_dir=module_tmp)
     yield server
     server.stop()
