@@ -20,6 +20,7 @@ SCHEMA_DIR = PROJECT_ROOT / "pipeline" / "schema"  # holds the curated schema.pb
 METADATA_FILE = "metadata.sqlite"
 PIPELINE_ROOT_DIR = "pipeline_root"
 SERVING_MODEL_DIR = "serving_model"
+SERVING_CONFIG_FILE = "serving_config/models.config"  # see the Release block below
 LOG_FILE = "logs/run_local.log"
 
 # Python entry points the Transform and Trainer components import.
@@ -67,6 +68,23 @@ class PipelineConfig:
     max_decay_auc_drop: float = 0.05
     slice_features: tuple = ("trip_start_hour", "payment_type")
     enable_cache: bool = True
+    # --- Release (pipeline/release/, docs/delivery.md) ----------------------------
+    # The Pusher only writes a version; the release step labels it `canary` in TF
+    # Serving's model config file (serving_config_path), which the server follows
+    # (--model_config_file), and promotes it to `stable` by hand or when it served
+    # at least canary_min_requests within these bounds (read from the server's
+    # Prometheus page at serving_metrics_url; None: the pipeline and the watcher
+    # do not ask the server, `python -m pipeline.release check` does).
+    serving_metrics_url: str | None = None
+    canary_min_requests: int = 100
+    canary_max_error_rate: float = 0.01  # failed / all requests of the canary version
+    canary_max_p99_ms: float = 500.0
+    # How long the release step waits for the server to load a new version before
+    # it leaves the label move to the next check.
+    canary_load_timeout_seconds: float = 60.0
+    # Version folders kept on disk besides the labelled and loaded ones.
+    versions_kept: int = 3
+    # --- end of Release ---------------------------------------------------------
     # Continuous training (`--watch`): what may trigger a retraining (see
     # pipeline/triggers.py), how often to look for new spans, and the schedule.
     retrain_on: tuple = ("new-span",)
@@ -109,6 +127,11 @@ class PipelineConfig:
     def serving_model_dir(self) -> pathlib.Path:
         """TF Serving's model base path: <this>/<integer version>/saved_model.pb."""
         return self.output_dir / SERVING_MODEL_DIR / MODEL_NAME
+
+    @property
+    def serving_config_path(self) -> pathlib.Path:
+        """TF Serving's model config file the release step maintains."""
+        return self.output_dir / SERVING_CONFIG_FILE
 
     @property
     def log_path(self) -> pathlib.Path:

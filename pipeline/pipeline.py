@@ -8,6 +8,7 @@ InfraValidator (a local model server on the candidate) -> Pusher, only if both
 blessed.
 """
 import tensorflow_model_analysis as tfma
+from google.protobuf import text_format
 # TFX's own modules, not `from tfx import v1`: tfx.v1 also imports its Google
 # Cloud extensions (Vertex AI's client library), 4 s of every run's start-up.
 from tfx.components import (Evaluator, ExampleValidator, FileBasedExampleGen, Pusher,
@@ -29,6 +30,7 @@ from pipeline.components.curated_schema import CuratedSchemaGen
 from pipeline.components.decay_check import DecayCheck
 from pipeline.components.drift_check import DriftCheck
 from pipeline.components.infra_validator import InfraValidator
+from pipeline.components.release_canary import ReleaseCanary
 from pipeline.components.retrain_decision import RetrainDecision, policies
 from pipeline.components.served_model import ServedModelStrategy
 from pipeline.components.training_window import ValidatedSpansStrategy
@@ -261,6 +263,13 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
                 filesystem=pusher_pb2.PushDestination.Filesystem(
                     base_directory=str(cfg.serving_model_dir))),
             custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor))
+        # Clients get the stable version; the pushed one becomes the canary beside it.
+        release_canary = ReleaseCanary(
+            pushed_model=pusher.outputs["pushed_model"], output_dir=str(cfg.output_dir),
+            metadata_connection=text_format.MessageToString(
+                metadata_connection_config or cfg.metadata_connection),
+            serving_metrics_url=cfg.serving_metrics_url or "",
+            load_timeout_seconds=cfg.canary_load_timeout_seconds)
 
     return Pipeline(
         pipeline_name=pipeline_config.PIPELINE_NAME,
@@ -269,7 +278,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
         components=[new_span, statistics, inferred_schema, curated_schema, validation,
                     gate, served, decay, drift, decision, window,
                     *([analyzer_cache] if analyzer_cache else []), transform,
-                    trainer, baseline, evaluator, infra, pusher],
+                    trainer, baseline, evaluator, infra, pusher, release_canary],
         enable_cache=cfg.enable_cache,
         beam_pipeline_args=beam_pipeline_args)
 

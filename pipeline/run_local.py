@@ -110,6 +110,15 @@ def parse_args(argv):
                             default=defaults.serving_window_seconds, metavar="DURATION",
                             help="with --request-logs: the time window requests are "
                                  "judged by (e.g. 1h)")
+    continuous.add_argument("--serving-metrics-url", default=defaults.serving_metrics_url,
+                            metavar="URL",
+                            help="the model server's Prometheus page (its REST API is on "
+                                 "the same port), e.g. http://localhost:8501/monitoring/"
+                                 "prometheus/metrics: a pushed version becomes the canary "
+                                 "as soon as the server loaded it, and with --watch every "
+                                 "look makes one automatic release decision (promote or "
+                                 "roll back the canary, as `python -m pipeline.release "
+                                 "check`)")
     args = parser.parse_args(argv)
     if args.serving_window <= 0:
         parser.error("--serving-window must be longer than 0s")
@@ -127,7 +136,8 @@ def parse_args(argv):
         request_logs=args.request_logs.resolve() if args.request_logs else None,
         serving_window_seconds=args.serving_window,
         infra_p99_target_ms=args.infra_p99_target_ms, infra_load_rate=args.infra_load_rate,
-        infra_load_seconds=args.infra_load_seconds, infra_warmup=not args.no_infra_warmup)
+        infra_load_seconds=args.infra_load_seconds, infra_warmup=not args.no_infra_warmup,
+        serving_metrics_url=args.serving_metrics_url)
     return cfg, args
 
 

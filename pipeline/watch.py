@@ -1,6 +1,7 @@
 """The watcher: runs the pipeline by itself when a span of data arrives, when
 the serving monitor raised a skew alarm (`--retrain-on skew`) and on a
-schedule, until SIGTERM or Ctrl-C (`run_local.py --watch`).
+schedule, until SIGTERM or Ctrl-C (`run_local.py --watch`); with
+`--serving-metrics-url`, it also promotes or rolls back the canary.
 
 Everything it needs to resume is in ML Metadata (which spans were handled,
 which alarm was acted on, when the schedule last ran), so a restarted watcher
@@ -10,7 +11,8 @@ import time
 
 from metadata import connection, runs
 from pipeline import config as pipeline_config
-from pipeline import recovery, run_lock, runner, skew_alarms, triggers, watch_serving
+from pipeline import (recovery, run_lock, runner, skew_alarms, triggers, watch_release,
+                      watch_serving)
 from pipeline.triggers import Trigger
 
 
@@ -89,17 +91,23 @@ def watch(cfg: pipeline_config.PipelineConfig, out, stop) -> int:
         requests = (f"; judging the requests logged in {cfg.request_logs} per "
                     f"{cfg.serving_window_seconds:g}s window once it is over"
                     if cfg.request_logs else "")
+        release = (f"; promoting or rolling back the canary by the metrics at "
+                   f"{cfg.serving_metrics_url}" if cfg.serving_metrics_url else "")
         print(f"Watching {cfg.data_dir} for new spans every {cfg.check_every_seconds:g}s; "
-              f"retraining on {','.join(cfg.retrain_on)}; schedule {schedule}{requests}. "
+              f"retraining on {','.join(cfg.retrain_on)}; schedule {schedule}{requests}"
+              f"{release}. "
               f"Ctrl-C or SIGTERM stops.", file=out, flush=True)
         watching_since = time.time()
         # A run that failed before ML Metadata could record it would be due
         # again at every look; it is tried once per watcher.
         tried = set()
+        release_said = {}  # the release look's last words, said once
         while not stop.requested:
             on_disk = triggers.complete_spans(cfg.data_dir)
             if cfg.request_logs:
                 watch_serving.check_finished_windows(cfg, out)
+            if cfg.serving_metrics_url:
+                watch_release.check_canary(cfg, out, release_said)
             for trigger in due_triggers(cfg, on_disk, watching_since):
                 if stop.requested or trigger in tried:
                     continue

@@ -13,6 +13,7 @@ import os
 import textwrap
 from typing import Any, Optional
 
+from metadata import releases
 from pipeline.lineage.convert import artifact_label
 from pipeline.lineage.records import (ArtifactRecord, ArtifactReport,
                                       ExecutionRecord, LineageGraph,
@@ -393,6 +394,22 @@ def _serving_lines(trace: ModelTrace) -> list[str]:
   return out
 
 
+_RELEASE_VERBS = {'promote': 'promoted', 'rollback': 'restored by a rollback',
+                  'canary': 'made the canary'}
+
+
+def _release_lines(trace: ModelTrace) -> list[str]:
+  """e.g. 'release      stable since 2026-11-27 14:30:05, promoted because ...'."""
+  found = releases.role_of_version(trace.releases, trace.version)
+  if found is None:
+    return []
+  role, action = found
+  if role == 'rolled back':
+    return [f'  release      rolled back at {when(action.time)} because {action.reason}']
+  return [f'  release      {role} since {when(action.time)}, '
+          f'{_RELEASE_VERBS[action.action]} because {action.reason}']
+
+
 def model_trace(trace: ModelTrace) -> str:
   """Summary sections (health since the push, evaluation, training, data,
   checks), then the tree."""
@@ -405,6 +422,7 @@ def model_trace(trace: ModelTrace) -> str:
     out.append(f'  WARNING      the version folder is gone from disk: version '
                f'{trace.version} cannot be served (TF Serving loads the newest '
                f'version folder still in {os.path.dirname(trace.destination)})')
+  out += _release_lines(trace)
   if trace.model:
     out.append(f'  model        Model #{trace.model.id}  {trace.model.uri}')
   out += _performance_lines(trace)

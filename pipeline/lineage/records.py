@@ -238,6 +238,9 @@ class ModelTrace:
   # ...and the requests it served, as the serving monitor judged them, newest
   # window first.
   serving: list[ServingWindow] = dataclasses.field(default_factory=list)
+  # Every release action of the served model (metadata/releases.py), oldest
+  # first: whether this version is stable or canary now, since when and why.
+  releases: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from metadata import releases
+from pipeline import config as pipeline_config
 from pipeline.lineage import artifact_files, queries, steps, walk
 from pipeline.lineage.records import (AnomaliesRecord, ArtifactRecord,
                                       ArtifactReport, LineageGraph, ModelTrace,
@@ -146,6 +148,7 @@ def trace_pushed_model(store: queries.Store,
       performance=queries.performance_since_push(store, pushed.id),
       drift=queries.drift_since_push(store, version),
       serving=queries.serving_since_push(store, pushed.id),
+      releases=releases.history(store, pipeline_config.MODEL_NAME),
   )
 
 

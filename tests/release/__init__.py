@@ -1,0 +1,1 @@
+"""Staged rollout: canary and stable labels, promotion, rollback, retention."""
