@@ -26,6 +26,7 @@ from pipeline.components.csv_ingestion import CsvIngestionExecutor
 from pipeline.components.curated_schema import CuratedSchemaGen
 from pipeline.components.decay_check import DecayCheck
 from pipeline.components.drift_check import DriftCheck
+from pipeline.components.interval_evaluator import IntervalJudgedEvaluatorExecutor
 from pipeline.components.retrain_decision import RetrainDecision, policies
 from pipeline.components.served_model import ServedModelStrategy
 from pipeline.components.training_window import ValidatedSpansStrategy
@@ -38,6 +39,9 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
 
     The bars apply to the overall slice; per-feature slices are computed for
     people to read, since a few trips in one hour say little about a model.
+    With intervals on, TFMA computes them for every metric and diff, and the
+    Evaluator's executor (components/interval_evaluator.py) judges the change
+    bar on the interval; the absolute bars stay on the point estimate.
     """
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_auc}),
@@ -47,7 +51,14 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(
             lower_bound={"value": cfg.min_accuracy}))
+    options = tfma.Options()
+    if cfg.judge_change_on_interval:
+        options.compute_confidence_intervals.value = True
+        options.confidence_intervals.method = (
+            tfma.ConfidenceIntervalOptions.ConfidenceIntervalMethod.Value(
+                cfg.confidence_interval_method))
     return tfma.EvalConfig(
+        options=options,
         model_specs=[tfma.ModelSpec(
             signature_name=signatures.EVALUATION_SIGNATURE,
             label_key=features.TRANSFORMED_LABEL_KEY,
@@ -221,6 +232,9 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
             model=trainer.outputs["model"],
             baseline_model=baseline.outputs["model"],
             eval_config=eval_config(cfg))
+        # Judges the change bar on TFMA's interval (Evaluator's __init__ takes no
+        # custom_executor_spec, so it is set as the compiler reads it).
+        evaluator.executor_spec = executor_spec.BeamExecutorSpec(IntervalJudgedEvaluatorExecutor)
 
         pusher = Pusher(
             model=trainer.outputs["model"],
