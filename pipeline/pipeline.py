@@ -6,6 +6,8 @@ and a retrain decision -> if it says retrain: Transform and Trainer on a
 rolling window of spans -> Evaluator against the serving model -> Pusher,
 only if blessed.
 """
+import json
+
 import tensorflow_model_analysis as tfma
 # TFX's own modules, not `from tfx import v1`: tfx.v1 also imports its Google
 # Cloud extensions (Vertex AI's client library), 4 s of every run's start-up.
@@ -67,9 +69,11 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
             tfma.SlicingSpec(feature_keys=[key]) for key in cfg.slice_features],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[
-                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
-                                             threshold=auc_threshold)]),
+            tfma.MetricConfig(
+                class_name="AUC",
+                config=json.dumps({"num_thresholds": cfg.auc_num_thresholds}),
+                per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+                    slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold)]),
             tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[
                 tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
                                              threshold=accuracy_threshold)]),

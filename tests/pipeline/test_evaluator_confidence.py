@@ -70,7 +70,9 @@ def test_a_candidate_below_the_bar_but_inside_the_interval_is_blessed(pipeline_r
     # of its interval: TFMA's point-estimate check fails the candidate, but the data
     # cannot tell that it is worse than the bar.
     shared = auc_change(latest_blessing(pipeline_runs.metadata_path)[0])
-    bar = shared["diff"] + (shared["upper"] - shared["diff"]) / 3
+    # A quarter of the way: the Evaluator draws new jackknife buckets when it runs
+    # again, and the interval's width moves by a third between draws.
+    bar = shared["diff"] + (shared["upper"] - shared["diff"]) / 4
     _, output_dir = copy_store(pipeline_runs, tmp_path)
 
     result = run_pipeline(pipeline_runs.data_dir, output_dir,
