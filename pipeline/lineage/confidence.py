@@ -17,9 +17,10 @@ SHOWN_METRICS = ('auc', 'binary_accuracy')
 
 
 def of_blessing_properties(properties: dict[str, Any]) -> Optional[dict]:
-  """The intervals from a lineage ArtifactRecord's decoded properties."""
-  text = properties.get(CONFIDENCE_INTERVALS_PROPERTY)
-  return json.loads(text) if text else None
+  """The intervals from a lineage ArtifactRecord's decoded properties (the
+  decoding already parsed the JSON, unless it was not valid)."""
+  value = properties.get(CONFIDENCE_INTERVALS_PROPERTY)
+  return json.loads(value) if isinstance(value, str) else value
 
 
 def _interval(level: Optional[float], lower, upper, signed: bool = False) -> str:
