@@ -62,8 +62,11 @@ def evaluation_lines(intervals: Optional[dict]) -> list[str]:
   """Lines under 'Evaluation' in the model trace."""
   if not intervals:
     return []
-  method = (intervals['method'] or 'none').lower().replace('_', ' ')
-  out = [f'  intervals   {method}; change bars judged on the interval']
+  if intervals['method']:
+    method = intervals['method'].lower().replace('_', ' ')
+    out = [f'  intervals   {method}; change bars judged on the interval']
+  else:
+    out = ['  intervals   off; change bars judged on the point estimate']
   if candidate_text(intervals):
     out.append(f'  candidate   {candidate_text(intervals)}')
   out += [f'  change      {change_text(change, intervals["level"])}'

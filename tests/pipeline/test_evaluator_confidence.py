@@ -7,6 +7,8 @@ the Evaluator is cached unless a flag changes it.
 """
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import tensorflow_model_analysis as tfma
@@ -14,7 +16,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from metadata.artifacts import confidence_intervals_of
 from pipeline.lineage.store import open_store
-from tests.conftest import copy_store, run_pipeline
+from tests.conftest import PROJECT_ROOT, copy_store, run_pipeline
 
 
 def latest_blessing(metadata_path):
@@ -26,9 +28,8 @@ def latest_blessing(metadata_path):
     outputs = {event.path.steps[0].key: event.artifact_id
                for event in store.get_events_by_execution_ids([evaluator.id])
                if event.type == metadata_store_pb2.Event.OUTPUT}
-    blessing, evaluation = store.get_artifacts_by_id(
-        [outputs["blessing"], outputs["evaluation"]])
-    return blessing, evaluation
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(list(outputs.values()))}
+    return artifacts[outputs["blessing"]], artifacts[outputs["evaluation"]]
 
 
 def auc_change(blessing) -> dict:
@@ -91,6 +92,16 @@ def test_a_candidate_below_the_bar_but_inside_the_interval_is_blessed(pipeline_r
     assert tfma.load_validation_result(evaluation.uri).validation_ok
     assert "below the bar, but not significantly: allowed" in result.stdout
     assert "Pushed model version" in result.stdout
+
+    # The lineage tool shows the served model's evaluation with the same interval.
+    trace = subprocess.run(
+        [sys.executable, "-m", "pipeline.lineage", "--metadata_path",
+         str(output_dir / "metadata.sqlite"), "model"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert trace.returncode == 0, trace.stderr
+    assert (f"change      auc vs baseline {change['diff']:+.3f} (95% CI "
+            f"{change['lower']:+.3f} to {change['upper']:+.3f}), bar {bar:+.3f}: "
+            f"below the bar, but not significantly: allowed") in trace.stdout
 
 
 def test_a_significantly_worse_candidate_is_not_blessed(pipeline_runs, tmp_path):
