@@ -5,7 +5,6 @@ says so, and records the interval for the run summary and the lineage tool.
 Each test runs the pipeline on a copy of the shared store, so every step before
 the Evaluator is cached unless a flag changes it.
 """
-import json
 import os
 import subprocess
 import sys
@@ -130,4 +129,3 @@ def test_a_significantly_worse_candidate_is_not_blessed(pipeline_runs, tmp_path)
     assert "Nothing pushed: the Evaluator did not bless the model" in result.stdout
     assert sorted(p.name for p in (output_dir / "serving_model/taxi_tips").iterdir()) \
         == versions_before
-    assert json.loads(blessing.custom_properties["confidence_intervals"].string_value)
