@@ -35,8 +35,8 @@ class RunSummary:
         return "Evaluator (overall): " + "; ".join(parts) if parts else ""
 
     def evaluation_intervals(self) -> list[str]:
-        """e.g. 'Evaluator (95% CI, jackknife): candidate auc 0.919 (95% CI 0.880 to
-        0.950), ...' and a line per change bar with its verdict."""
+        """e.g. 'Evaluator (jackknife): candidate auc 0.919 (95% CI 0.880 to 0.950),
+        ...' and a line per change bar with its verdict."""
         intervals = self.confidence_intervals
         if not intervals or not intervals["method"]:
             return []
