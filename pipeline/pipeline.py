@@ -7,6 +7,8 @@ rolling window of spans -> Evaluator against the serving model ->
 InfraValidator (a local model server on the candidate) -> Pusher, only if both
 blessed.
 """
+import json
+
 import tensorflow_model_analysis as tfma
 from google.protobuf import text_format
 # TFX's own modules, not `from tfx import v1`: tfx.v1 also imports its Google
@@ -31,6 +33,7 @@ from pipeline.components.decay_check import DecayCheck
 from pipeline.components.drift_check import DriftCheck
 from pipeline.components.infra_validator import InfraValidator
 from pipeline.components.release_canary import ReleaseCanary
+from pipeline.components.interval_evaluator import IntervalJudgedEvaluatorExecutor
 from pipeline.components.retrain_decision import RetrainDecision, policies
 from pipeline.components.served_model import ServedModelStrategy
 from pipeline.components.training_window import ValidatedSpansStrategy
@@ -43,6 +46,9 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
 
     The bars apply to the overall slice; per-feature slices are computed for
     people to read, since a few trips in one hour say little about a model.
+    With intervals on, TFMA computes them for every metric and diff, and the
+    Evaluator's executor (components/interval_evaluator.py) judges the change
+    bar on the interval; the absolute bars stay on the point estimate.
     """
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_auc}),
@@ -52,7 +58,14 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(
             lower_bound={"value": cfg.min_accuracy}))
+    options = tfma.Options()
+    if cfg.judge_change_on_interval:
+        options.compute_confidence_intervals.value = True
+        options.confidence_intervals.method = (
+            tfma.ConfidenceIntervalOptions.ConfidenceIntervalMethod.Value(
+                cfg.confidence_interval_method))
     return tfma.EvalConfig(
+        options=options,
         model_specs=[tfma.ModelSpec(
             signature_name=signatures.EVALUATION_SIGNATURE,
             label_key=features.TRANSFORMED_LABEL_KEY,
@@ -61,9 +74,11 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
             tfma.SlicingSpec(feature_keys=[key]) for key in cfg.slice_features],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[
-                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
-                                             threshold=auc_threshold)]),
+            tfma.MetricConfig(
+                class_name="AUC",
+                config=json.dumps({"num_thresholds": cfg.auc_num_thresholds}),
+                per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+                    slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold)]),
             tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[
                 tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
                                              threshold=accuracy_threshold)]),
@@ -246,6 +261,9 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
             model=trainer.outputs["model"],
             baseline_model=baseline.outputs["model"],
             eval_config=eval_config(cfg))
+        # Judges the change bar on TFMA's interval (Evaluator's __init__ takes no
+        # custom_executor_spec, so it is set as the compiler reads it).
+        evaluator.executor_spec = executor_spec.BeamExecutorSpec(IntervalJudgedEvaluatorExecutor)
 
         # Requests from this run's new span: the newest rows clients will send.
         infra = infra_validator(cfg, trainer.outputs["model"], new_span.outputs["examples"])

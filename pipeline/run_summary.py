@@ -7,8 +7,8 @@ import dataclasses
 from ml_metadata.proto import metadata_store_pb2
 
 from metadata import runs
-from metadata.artifacts import span_of
-from pipeline.lineage import artifact_files
+from metadata.artifacts import confidence_intervals_of, span_of
+from pipeline.lineage import artifact_files, confidence
 
 
 @dataclasses.dataclass
@@ -44,6 +44,8 @@ class RunSummary:
         if not self.infra_blessed:
             line += f"; {self.infra.get('reason', '')}"
         return line
+    # The intervals the Evaluator judged the candidate by (None: not recorded).
+    confidence_intervals: dict | None = None
 
     def evaluation(self) -> str:
         """e.g. 'Evaluator: candidate auc 0.871, binary_accuracy 0.842; baseline ...'"""
@@ -53,6 +55,18 @@ class RunSummary:
                                          for name, value in sorted(values.items()))
                  for model, values in sorted(self.metrics.items(), reverse=True)]
         return "Evaluator (overall): " + "; ".join(parts) if parts else ""
+
+    def evaluation_intervals(self) -> list[str]:
+        """e.g. 'Evaluator (jackknife): candidate auc 0.919 (95% CI 0.880 to 0.950),
+        ...' and a line per change bar with its verdict."""
+        intervals = self.confidence_intervals
+        if not intervals or not intervals["method"]:
+            return []
+        method = intervals["method"].lower().replace("_", " ")
+        lines = [f"Evaluator ({method}): candidate {confidence.candidate_text(intervals)}"]
+        lines += [f"  {confidence.change_text(change, intervals['level'])}"
+                  for change in intervals["changes"]]
+        return lines
 
     def status(self) -> tuple[str, str]:
         """(outcome, detail) as recorded on the run's context in ML Metadata."""
@@ -129,6 +143,7 @@ def summarize_run(store, run_id: str) -> RunSummary:
         summary.retrain_reason = decision.custom_properties["reason"].string_value
     for blessing in outputs.get("ModelBlessing", []):
         summary.blessed = blessing.custom_properties["blessed"].int_value == 1
+        summary.confidence_intervals = confidence_intervals_of(blessing)
     for infra_blessing in outputs.get("InfraBlessing", []):
         summary.infra = _custom_properties(infra_blessing)
     for evaluation in outputs.get("ModelEvaluation", []):
@@ -177,6 +192,8 @@ def print_report(summary: RunSummary, error, seconds: float, cfg, out):
               file=out)
     if summary.evaluation() and error is None:
         print(summary.evaluation(), file=out)
+        for line in summary.evaluation_intervals():
+            print(line, file=out)
     if summary.infra_validation() and error is None:
         print(summary.infra_validation(), file=out)
     if error is None:

@@ -14,6 +14,7 @@ import textwrap
 from typing import Any, Optional
 
 from metadata import releases
+from pipeline.lineage import confidence
 from pipeline.lineage.convert import artifact_label
 from pipeline.lineage.records import (ArtifactRecord, ArtifactReport,
                                       ExecutionRecord, LineageGraph,
@@ -217,6 +218,7 @@ def _evaluation_lines(graph: LineageGraph, evaluation) -> list[str]:
     out.append(f'  metric      {name} = {value:.4f}{base_text}')
   for threshold in evaluation.thresholds:
     out.append(f'  threshold   {_threshold_text(threshold)}')
+  out += confidence.evaluation_lines(evaluation.confidence_intervals)
   if evaluation.baseline_model:
     pushed = ', '.join(evaluation.baseline_pushed_versions) or 'never pushed'
     out.append(f'  baseline    Model #{evaluation.baseline_model} '

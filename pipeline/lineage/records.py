@@ -126,6 +126,8 @@ class EvaluationRecord:
   thresholds: list[Threshold]
   baseline_model: Optional[int]  # Model artifact id compared against
   baseline_pushed_versions: list[str]
+  # What the Evaluator judged the change bars on (lineage/confidence.py).
+  confidence_intervals: Optional[dict] = None
 
 
 @dataclasses.dataclass

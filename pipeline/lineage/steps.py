@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any, Optional
 
-from pipeline.lineage import artifact_files, queries, walk
+from pipeline.lineage import artifact_files, confidence, queries, walk
 from pipeline.lineage.records import (ArtifactRecord, Edge, EvaluationRecord,
                                       LineageGraph, SpanRecord, Threshold,
                                       TrainingRecord, TransformRecord)
@@ -149,6 +149,8 @@ def evaluation_of(store: queries.Store, graph: LineageGraph,
       baseline_model=baseline,
       baseline_pushed_versions=(queries.pushed_versions_of_model(
           store, baseline) if baseline else []),
+      confidence_intervals=(confidence.of_blessing_properties(blessing.properties)
+                            if blessing else None),
   )
 
 
