@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 SPANS := data/spans/.complete
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: run test setup data browser bench clean
+.PHONY: run test setup data browser bench demo clean
 
 run: $(INSTALLED) $(SPANS)
 	$(PY) pipeline/run_local.py
@@ -35,6 +35,11 @@ $(SPANS): data/make_spans.py $(INSTALLED)
 # Headless Chromium renders the lineage and monitoring HTML pages in the tests.
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# The whole loop on one terminal: spans arrive, models are trained, validated on the
+# serving stack, released as canary and promoted while a client sends traffic.
+demo: $(INSTALLED)
+	$(PY) -m demo
 
 bench: $(INSTALLED) $(SPANS)
 	$(PY) benchmarks/pipeline_bench.py

@@ -119,6 +119,10 @@ def parse_args(argv):
                                  "look makes one automatic release decision (promote or "
                                  "roll back the canary, as `python -m pipeline.release "
                                  "check`)")
+    continuous.add_argument("--canary-min-requests", type=int,
+                            default=defaults.canary_min_requests,
+                            help="with --serving-metrics-url: requests the canary serves "
+                                 "before it may be promoted automatically")
     args = parser.parse_args(argv)
     if args.serving_window <= 0:
         parser.error("--serving-window must be longer than 0s")
@@ -137,7 +141,8 @@ def parse_args(argv):
         serving_window_seconds=args.serving_window,
         infra_p99_target_ms=args.infra_p99_target_ms, infra_load_rate=args.infra_load_rate,
         infra_load_seconds=args.infra_load_seconds, infra_warmup=not args.no_infra_warmup,
-        serving_metrics_url=args.serving_metrics_url)
+        serving_metrics_url=args.serving_metrics_url,
+        canary_min_requests=args.canary_min_requests)
     return cfg, args
 
 
