@@ -185,6 +185,10 @@ def run(args) -> int:
             server.stop()
     stable, _ = served_versions(paths)
     failed = tally.total_failed() if tally else 0
+    if tally:  # for scripts and the demo's test: what the client saw, by label
+        (paths.root / "client_tally.json").write_text(json.dumps(
+            {"ok": dict(tally.ok), "failed": dict(tally.failed),
+             "last_error": tally.last_error}, indent=1))
     say(f"Client: {tally.describe() if tally else 'never started'}. "
         f"{'Zero failed requests.' if tally and not failed else f'{failed} FAILED requests.'}")
     for label, error in (tally.last_error.items() if tally else ()):

@@ -5,7 +5,8 @@ validation stops the run) -> decay and drift checks against the served model,
 and a retrain decision -> if it says retrain: Transform and Trainer on a
 rolling window of spans -> Evaluator against the serving model ->
 InfraValidator (a local model server on the candidate) -> Pusher, only if both
-blessed.
+blessed -> ReleaseCanary: the pushed version becomes the canary beside the stable
+one (pipeline/release/ promotes or rolls it back).
 """
 import json
 
