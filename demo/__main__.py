@@ -109,15 +109,41 @@ def wait_for(condition, timeout: float, what: str, watcher: Child) -> None:
         time.sleep(0.5)
 
 
+def _store(paths: Paths):
+    from metadata import connection
+    from pipeline import config as pipeline_config
+    config = pipeline_config.PipelineConfig(output_dir=paths.outputs).metadata_connection
+    return connection.open_reader(config) if connection.exists(config) else None
+
+
+def first_model_settled(paths: Paths, span: int) -> bool:
+    """The first model is labelled stable, or the first run ended without one."""
+    from metadata import runs
+    if served_versions(paths)[0] is not None:
+        return True
+    store = _store(paths)
+    return store is not None and span in runs.handled_spans(store)
+
+
+def run_outcome(paths: Paths) -> str:
+    """The newest run's outcome and detail, e.g. 'not blessed: auc 0.71 < 0.75'."""
+    from metadata import runs
+    store = _store(paths)
+    contexts = store.get_contexts_by_type(runs.PIPELINE_RUN) if store else []
+    if not contexts:
+        return "no run recorded"
+    properties = runs.run_properties(max(contexts, key=lambda c: c.id))
+    return ": ".join(str(properties[key]) for key in (runs.OUTCOME, runs.OUTCOME_DETAIL)
+                     if properties.get(key))
+
+
 def span_settled(paths: Paths, span: int, before: tuple) -> bool:
     """The span's run is over and its model, if one was pushed, was promoted or
     rolled back: the labels agree again, and the watcher has moved on."""
-    from metadata import connection, runs
-    from pipeline import config as pipeline_config
+    from metadata import runs
 
-    config = pipeline_config.PipelineConfig(output_dir=paths.outputs)
-    store = connection.open_reader(config.metadata_connection)
-    if span not in runs.handled_spans(store):
+    store = _store(paths)
+    if store is None or span not in runs.handled_spans(store):
         return False
     stable, canary = served_versions(paths)
     pushed = _pushed_since(paths, before)
@@ -151,8 +177,11 @@ def run(args) -> int:
                     prefix="pipeline │ ")
     server = client = None
     try:
-        wait_for(lambda: served_versions(paths)[0] is not None, args.timeout,
+        wait_for(lambda: first_model_settled(paths, FIRST_ARRIVAL - 1), args.timeout,
                  "the first model", watcher)
+        if served_versions(paths)[0] is None:
+            raise RuntimeError(f"the first run pushed no model ({run_outcome(paths)}); "
+                               "nothing to serve, so the demo stops here")
         say(f"First model pushed. Starting the model server on {paths.serving_config} "
             f"(REST :{rest_port}, gRPC :{grpc_port}).")
         server = Child([PYTHON, "-m", "serving", f"--port={grpc_port}",

@@ -16,7 +16,7 @@ def test_demo_releases_the_new_span_model_without_a_failed_request(tmp_path):
     root = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "demo", "--output-dir", str(root), "--arrivals", "1",
-         "--days-between", "2", "--train-steps", "200", "--canary-min-requests", "20"],
+         "--days-between", "2", "--canary-min-requests", "20"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
