@@ -29,5 +29,5 @@ def describe(release: Release) -> str:
         out.append(f"  pending  version {pending}  waits for the server to load it")
     target = rollback_target(release, served)
     out.append(f"  loaded   versions {', '.join(map(str, served.loaded))}")
-    out.append(f"  rollback target  " + (f"version {target}" if target else "none"))
+    out.append("  rollback target  " + (f"version {target}" if target else "none"))
     return "\n".join(out)
