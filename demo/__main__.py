@@ -13,6 +13,7 @@ import dataclasses
 import json
 import pathlib
 import shutil
+import subprocess
 import sys
 import time
 import urllib.request
@@ -73,7 +74,6 @@ def say(text: str) -> None:
 
 
 def lay_out_spans(paths: Paths, first: int, last: int) -> None:
-    import subprocess
     subprocess.run([PYTHON, str(PROJECT_ROOT / "data" / "make_spans.py"), "--out",
                     str(paths.data), "--first-span", str(first), "--through-span", str(last)],
                    check=True, capture_output=True)
@@ -223,7 +223,6 @@ def run(args) -> int:
     for label, error in (tally.last_error.items() if tally else ()):
         say(f"  last failure on {label}: {error}")
     say(f"Lineage of the stable model, version {stable}:")
-    import subprocess
     subprocess.run([PYTHON, "-m", "pipeline.lineage", "--metadata-path",
                     str(paths.outputs / "metadata.sqlite"), "model", "--version", str(stable)],
                    cwd=PROJECT_ROOT)
