@@ -22,7 +22,7 @@ import typing
 import weakref
 
 from serving import errors, metrics
-from serving.tfrecord_files import MAX_FILE_AGE_SECONDS, MAX_FILE_BYTES, RotatingRecordWriter
+from serving.tfrecord_files import MAX_FILE_AGE_SECONDS, MAX_FILE_BYTES
 
 log = logging.getLogger("serving.request_logging")
 
