@@ -108,12 +108,14 @@ def infra_validator(cfg: pipeline_config.PipelineConfig, model, examples):
         max_failed_requests=cfg.infra_max_failed_requests).with_id("InfraValidator")
 
 
-def example_gen(cfg: pipeline_config.PipelineConfig, span: int):
-    """CsvExampleGen over `span-{SPAN}` for one span. The trigger names the span
-    (not "latest on disk"), so a watcher can take new spans oldest first and a
-    span that is still being written is never read."""
-    range_config = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
-        start_span_number=span, end_span_number=span))
+def example_gen(cfg: pipeline_config.PipelineConfig, span: int | None):
+    """CsvExampleGen over `span-{SPAN}` for one span. The local trigger names the
+    span (not "latest on disk"), so a watcher can take new spans oldest first and
+    a span that is still being written is never read. With no span (orchestrators
+    that compile the DAG once, Kubeflow and Airflow), ExampleGen's driver takes
+    the newest span when the run starts."""
+    range_config = None if span is None else range_config_pb2.RangeConfig(
+        static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span))
     # CsvExampleGen takes no custom executor; FileBasedExampleGen, which it extends,
     # does. The id keeps the node name the store, runner and lineage tool know.
     return FileBasedExampleGen(
@@ -129,7 +131,7 @@ def example_gen(cfg: pipeline_config.PipelineConfig, span: int):
     ).with_id("CsvExampleGen")
 
 
-def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int):
+def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int | None):
     """ExampleGen, statistics and validation of one span against the curated
     schema; the gate fails the run if the span has anomalies."""
     new_span = example_gen(cfg, span)
@@ -191,7 +193,7 @@ def span_checks(cfg: pipeline_config.PipelineConfig, new_span, statistics, curat
     return served, decay, drift, decision
 
 
-def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
+def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
                     train_when: str = "always", metadata_connection_config=None,
                     beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS) -> Pipeline:
     """The whole pipeline for one new span. The metadata connection and Beam
