@@ -38,6 +38,16 @@ LOCAL_RUNNER_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"
 BEAM_PIPELINE_ARGS = LOCAL_RUNNER_ARGS + [f"--setup_file={PROJECT_ROOT / 'setup.py'}",
                                           "--pickle_library=cloudpickle"]
 
+# --- Kubeflow Pipelines v2 / Vertex AI (pipeline/run_kubeflow.py, docs/kubeflow.md) ---
+# KFP accepts only [a-z0-9-] in a pipeline's name.
+KUBEFLOW_PIPELINE_NAME = "taxi-tips"
+# Where the Dockerfile copies this project in the image: the paths the compiled
+# pipeline names (the curated schema, Beam's --setup_file) are under it.
+IMAGE_PROJECT_ROOT = "/taxi_tips"
+IMAGE_BEAM_PIPELINE_ARGS = LOCAL_RUNNER_ARGS + [f"--setup_file={IMAGE_PROJECT_ROOT}/setup.py",
+                                                "--pickle_library=cloudpickle"]
+# --- end of Kubeflow ---
+
 
 @dataclasses.dataclass
 class PipelineConfig:

@@ -108,18 +108,19 @@ def infra_validator(cfg: pipeline_config.PipelineConfig, model, examples):
         max_failed_requests=cfg.infra_max_failed_requests).with_id("InfraValidator")
 
 
-def example_gen(cfg: pipeline_config.PipelineConfig, span: int | None):
+def example_gen(cfg: pipeline_config.PipelineConfig, span: int | None, input_base=None):
     """CsvExampleGen over `span-{SPAN}` for one span. The local trigger names the
     span (not "latest on disk"), so a watcher can take new spans oldest first and
     a span that is still being written is never read. With no span (orchestrators
     that compile the DAG once, Kubeflow and Airflow), ExampleGen's driver takes
-    the newest span when the run starts."""
+    the newest span when the run starts. `input_base`: the data folder, if not
+    cfg's (Kubeflow's runtime parameter)."""
     range_config = None if span is None else range_config_pb2.RangeConfig(
         static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span))
     # CsvExampleGen takes no custom executor; FileBasedExampleGen, which it extends,
     # does. The id keeps the node name the store, runner and lineage tool know.
     return FileBasedExampleGen(
-        input_base=str(cfg.data_dir),
+        input_base=input_base or str(cfg.data_dir),
         input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
             name="single_split", pattern=pipeline_config.INPUT_PATTERN)]),
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
@@ -131,13 +132,16 @@ def example_gen(cfg: pipeline_config.PipelineConfig, span: int | None):
     ).with_id("CsvExampleGen")
 
 
-def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int | None):
+def validated_ingestion(cfg: pipeline_config.PipelineConfig, span: int | None,
+                        input_base=None, schema_in_image: str | None = None):
     """ExampleGen, statistics and validation of one span against the curated
-    schema; the gate fails the run if the span has anomalies."""
-    new_span = example_gen(cfg, span)
+    schema; the gate fails the run if the span has anomalies. On Kubeflow the
+    executor reads the schema at `schema_in_image`."""
+    new_span = example_gen(cfg, span, input_base)
     statistics = StatisticsGen(examples=new_span.outputs["examples"])
     # The node keeps ImportSchemaGen's id; its cache key also covers the content.
-    curated_schema = CuratedSchemaGen(schema_file=str(cfg.schema_file)).with_id("ImportSchemaGen")
+    curated_schema = CuratedSchemaGen(schema_file=str(cfg.schema_file),
+                                      executor_path=schema_in_image).with_id("ImportSchemaGen")
     validation = ExampleValidator(
         statistics=statistics.outputs["statistics"],
         schema=curated_schema.outputs["schema"])
@@ -193,13 +197,72 @@ def span_checks(cfg: pipeline_config.PipelineConfig, new_span, statistics, curat
     return served, decay, drift, decision
 
 
+def transform_and_train(cfg: pipeline_config.PipelineConfig, examples, curated_schema, gate,
+                        analyzer_cache=None):
+    """Transform's graph from the training examples, and the model trained on them."""
+    code_version = pipeline_config.model_code_version()
+    transform = Transform(
+        examples=examples,
+        schema=curated_schema.outputs["schema"],
+        analyzer_cache=analyzer_cache.outputs["cache"] if analyzer_cache else None,
+        disable_analyzer_cache=not cfg.analyzer_cache,
+        preprocessing_fn=pipeline_config.PREPROCESSING_FN,
+        # The Trainer applies the Transform graph as it reads, so the window
+        # is not written out again, transformed, for every new span (a tenth
+        # of Transform's CPU time, and disk).
+        materialize=False,
+        custom_config={"code_version": code_version})
+    transform.add_upstream_node(gate)  # no Transform, hence no model, from bad data
+
+    trainer = Trainer(
+        examples=examples,
+        transform_graph=transform.outputs["transform_graph"],
+        schema=curated_schema.outputs["schema"],
+        run_fn=pipeline_config.RUN_FN,
+        train_args=trainer_pb2.TrainArgs(num_steps=cfg.train_steps),
+        eval_args=trainer_pb2.EvalArgs(num_steps=cfg.eval_steps),
+        custom_config={"hyperparameters": cfg.hyperparameters,
+                       "code_version": code_version})
+    return transform, trainer
+
+
+def validate_and_push(cfg: pipeline_config.PipelineConfig, examples, new_span, trainer,
+                      baseline, push_destination, pusher_executor=None):
+    """Evaluator against the baseline, InfraValidator, and the Pusher, which pushes
+    only a model both blessed."""
+    evaluator = Evaluator(
+        # The eval splits of the whole window, newest span included: a few
+        # dozen trips of one quarter would make the bars a coin toss.
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=eval_config(cfg))
+    # Judges the change bar on TFMA's interval (Evaluator's __init__ takes no
+    # custom_executor_spec, so it is set as the compiler reads it).
+    evaluator.executor_spec = executor_spec.BeamExecutorSpec(IntervalJudgedEvaluatorExecutor)
+
+    # Requests from this run's new span: the newest rows clients will send.
+    infra = infra_validator(cfg, trainer.outputs["model"], new_span.outputs["examples"])
+    # After the Evaluator: a runner that runs nodes side by side would otherwise
+    # load-test the server while the Evaluator takes the CPU. It still runs when
+    # the Evaluator says no; the Pusher reads both blessings.
+    infra.add_upstream_node(evaluator)
+
+    pusher = Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        # Pushed only if also infra blessed; its warmed copy, when it has one.
+        infra_blessing=infra.outputs["blessing"],
+        push_destination=push_destination,
+        custom_executor_spec=pusher_executor and executor_spec.ExecutorClassSpec(pusher_executor))
+    return evaluator, infra, pusher
+
+
 def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
                     train_when: str = "always", metadata_connection_config=None,
                     beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS) -> Pipeline:
     """The whole pipeline for one new span. The metadata connection and Beam
     arguments are parameters, so other runners can share this DAG."""
-    code_version = pipeline_config.model_code_version()
-
     new_span, statistics, curated_schema, validation, gate = validated_ingestion(cfg, span)
     # SchemaGen infers a schema for people to compare; the curated one rules.
     inferred_schema = SchemaGen(
@@ -227,29 +290,8 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
             examples=new_span.outputs["examples"],
             cache=Channel(type=standard_artifacts.TransformCache),
         ).with_id("transform_cache_resolver") if cfg.analyzer_cache else None
-        transform = Transform(
-            examples=window.outputs["examples"],
-            schema=curated_schema.outputs["schema"],
-            analyzer_cache=analyzer_cache.outputs["cache"] if analyzer_cache else None,
-            disable_analyzer_cache=not cfg.analyzer_cache,
-            preprocessing_fn=pipeline_config.PREPROCESSING_FN,
-            # The Trainer applies the Transform graph as it reads, so the window
-            # is not written out again, transformed, for every new span (a tenth
-            # of Transform's CPU time, and disk).
-            materialize=False,
-            custom_config={"code_version": code_version})
-        transform.add_upstream_node(gate)  # no Transform, hence no model, from bad data
-
-        trainer = Trainer(
-            examples=window.outputs["examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=curated_schema.outputs["schema"],
-            run_fn=pipeline_config.RUN_FN,
-            train_args=trainer_pb2.TrainArgs(num_steps=cfg.train_steps),
-            eval_args=trainer_pb2.EvalArgs(num_steps=cfg.eval_steps),
-            custom_config={"hyperparameters": cfg.hyperparameters,
-                           "code_version": code_version})
-
+        transform, trainer = transform_and_train(cfg, window.outputs["examples"],
+                                                 curated_schema, gate, analyzer_cache)
         baseline = Resolver(
             strategy_class=BlessedBeforeCandidateStrategy,
             model=Channel(type=standard_artifacts.Model,
@@ -257,33 +299,11 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
             model_blessing=Channel(type=standard_artifacts.ModelBlessing),
         ).with_id("baseline_model_resolver")
         baseline.add_upstream_node(trainer)  # the candidate must exist to be excluded
-        evaluator = Evaluator(
-            # The eval splits of the whole window, newest span included: a few
-            # dozen trips of one quarter would make the bars a coin toss.
-            examples=window.outputs["examples"],
-            model=trainer.outputs["model"],
-            baseline_model=baseline.outputs["model"],
-            eval_config=eval_config(cfg))
-        # Judges the change bar on TFMA's interval (Evaluator's __init__ takes no
-        # custom_executor_spec, so it is set as the compiler reads it).
-        evaluator.executor_spec = executor_spec.BeamExecutorSpec(IntervalJudgedEvaluatorExecutor)
-
-        # Requests from this run's new span: the newest rows clients will send.
-        infra = infra_validator(cfg, trainer.outputs["model"], new_span.outputs["examples"])
-        # After the Evaluator: a runner that runs nodes side by side would otherwise
-        # load-test the server while the Evaluator takes the CPU. It still runs when
-        # the Evaluator says no; the Pusher reads both blessings.
-        infra.add_upstream_node(evaluator)
-
-        pusher = Pusher(
-            model=trainer.outputs["model"],
-            model_blessing=evaluator.outputs["blessing"],
-            # Pushed only if also infra blessed; its warmed copy, when it has one.
-            infra_blessing=infra.outputs["blessing"],
-            push_destination=pusher_pb2.PushDestination(
-                filesystem=pusher_pb2.PushDestination.Filesystem(
-                    base_directory=str(cfg.serving_model_dir))),
-            custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor))
+        evaluator, infra, pusher = validate_and_push(
+            cfg, window.outputs["examples"], new_span, trainer, baseline,
+            pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
+                base_directory=str(cfg.serving_model_dir))),
+            pusher_executor=AtomicPusherExecutor)
         # Clients get the stable version; the pushed one becomes the canary beside it.
         release_canary = ReleaseCanary(
             pushed_model=pusher.outputs["pushed_model"], output_dir=str(cfg.output_dir),

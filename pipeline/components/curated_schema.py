@@ -23,9 +23,11 @@ class CuratedSchemaGenSpec(standard_component_specs.ImportSchemaGenSpec):
 class CuratedSchemaGen(ImportSchemaGen):
     SPEC_CLASS = CuratedSchemaGenSpec
 
-    def __init__(self, schema_file: str):
+    def __init__(self, schema_file: str, executor_path: str | None = None):
+        """`executor_path`: where the executor reads the schema when it runs on
+        another machine (the image, on Kubeflow); the hash is of `schema_file` here."""
         spec = CuratedSchemaGenSpec(
-            schema_file=schema_file,
+            schema_file=executor_path or schema_file,
             content_sha256=hashlib.sha256(pathlib.Path(schema_file).read_bytes()).hexdigest(),
             schema=types.Channel(type=standard_artifacts.Schema))
         base_component.BaseComponent.__init__(self, spec=spec)

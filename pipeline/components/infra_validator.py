@@ -14,7 +14,6 @@ import time
 
 from absl import logging
 from tfx import types
-from tfx.components.infra_validator.component import InfraValidator as TfxInfraValidator
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.proto import infra_validator_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
@@ -162,11 +161,12 @@ class SubprocessInfraValidatorExecutor(base_executor.BaseExecutor):
         result.judge(values["p99_target_ms"], values["max_failed_requests"])
 
 
-class InfraValidator(TfxInfraValidator):
-    """TFX's component with this module's executor. A subclass, because TFX's
-    InfraValidator takes no custom_executor_spec (its Pusher does) and its spec
-    has no place for the load test's targets. The ServingSpec names TF Serving
-    and leaves `serving_platform` unset: the platform is a local child process."""
+class InfraValidator(base_component.BaseComponent):
+    """TFX's component (its spec, artifacts and blessing) with this module's
+    executor and the load test's targets, which TFX's spec has no place for. Not
+    a subclass of TFX's InfraValidator: Kubeflow's V2 compiler refuses that class
+    by type. The ServingSpec names TF Serving and leaves `serving_platform`
+    unset: the platform is a local child process."""
     SPEC_CLASS = InfraValidatorWithLoadTestSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(SubprocessInfraValidatorExecutor)
 
