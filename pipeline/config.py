@@ -46,6 +46,11 @@ KUBEFLOW_PIPELINE_NAME = "taxi-tips"
 IMAGE_PROJECT_ROOT = "/taxi_tips"
 IMAGE_BEAM_PIPELINE_ARGS = LOCAL_RUNNER_ARGS + [f"--setup_file={IMAGE_PROJECT_ROOT}/setup.py",
                                                 "--pickle_library=cloudpickle"]
+
+
+def in_image(path: pathlib.Path) -> str:
+    """Where one of this project's files is inside the image."""
+    return f"{IMAGE_PROJECT_ROOT}/{path.relative_to(PROJECT_ROOT).as_posix()}"
 # --- end of Kubeflow ---
 
 

@@ -11,7 +11,7 @@ one (pipeline/release/ promotes or rolls it back).
 import json
 
 import tensorflow_model_analysis as tfma
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 # TFX's own modules, not `from tfx import v1`: tfx.v1 also imports its Google
 # Cloud extensions (Vertex AI's client library), 4 s of every run's start-up.
 from tfx.components import (Evaluator, ExampleValidator, FileBasedExampleGen, Pusher,
@@ -19,6 +19,9 @@ from tfx.components import (Evaluator, ExampleValidator, FileBasedExampleGen, Pu
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.experimental.conditionals.conditional import Cond
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy)
+from tfx.orchestration.data_types import RuntimeParameter
 from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import (example_gen_pb2, infra_validator_pb2, pusher_pb2, range_config_pb2,
                        trainer_pb2)
@@ -322,6 +325,51 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
                     trainer, baseline, evaluator, infra, pusher, release_canary],
         enable_cache=cfg.enable_cache,
         beam_pipeline_args=beam_pipeline_args)
+
+
+def kubeflow_pipeline(cfg: pipeline_config.PipelineConfig, pipeline_root: str,
+                      data_root: str, serving_model_dir: str) -> Pipeline:
+    """The pipeline as Kubeflow Pipelines v2 (Vertex AI) can run it: the newest
+    span, validated, trains a model that must pass the same Evaluator and
+    InfraValidator before TFX's Pusher pushes it. `data_root` and the Pusher's
+    destination are runtime parameters with these defaults. Left out, because
+    KFP's V2 compiler or a cluster cannot take them (docs/kubeflow.md): the span
+    checks, retrain decision and Cond, the window of several spans, the analyzer
+    cache, ReleaseCanary."""
+    if cfg.analyzer_cache:
+        raise ValueError("The analyzer cache needs a custom resolver that Kubeflow's V2 "
+                         "compiler cannot compile: set analyzer_cache=False.")
+    new_span, statistics, curated_schema, validation, gate = validated_ingestion(
+        cfg, span=None,  # ExampleGen's driver takes the newest span
+        input_base=RuntimeParameter(name="data_root", ptype=str, default=data_root),
+        schema_in_image=pipeline_config.in_image(cfg.schema_file))
+    inferred_schema = SchemaGen(
+        statistics=statistics.outputs["statistics"], infer_feature_shape=True)
+
+    examples = new_span.outputs["examples"]  # a window of one span
+    transform, trainer = transform_and_train(cfg, examples, curated_schema, gate)
+    # The latest blessed model: the candidate has no blessing yet when it resolves.
+    baseline = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+    ).with_id("baseline_model_resolver")
+    # A RuntimeParameter cannot sit inside a proto: the whole PushDestination is
+    # one, as JSON. TFX's Pusher writes through tf.io.gfile (gs:// too).
+    push_destination = RuntimeParameter(
+        name="push_destination", ptype=str,
+        default=json_format.MessageToJson(pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(
+                base_directory=serving_model_dir)), indent=None))
+    evaluator, infra, pusher = validate_and_push(cfg, examples, new_span, trainer, baseline,
+                                                 push_destination)
+    return Pipeline(
+        pipeline_name=pipeline_config.KUBEFLOW_PIPELINE_NAME,
+        pipeline_root=pipeline_root,
+        components=[new_span, statistics, inferred_schema, curated_schema, validation, gate,
+                    transform, trainer, baseline, evaluator, infra, pusher],
+        enable_cache=cfg.enable_cache,
+        beam_pipeline_args=pipeline_config.IMAGE_BEAM_PIPELINE_ARGS)
 
 
 def ingestion_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
