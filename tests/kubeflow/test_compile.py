@@ -180,3 +180,26 @@ def test_bad_usage_exits_2_and_writes_nothing(tmp_path, args):
     result = run_kubeflow(*args)
     assert result.returncode == 2, result.stderr
     assert not (PROJECT_ROOT / "pipeline.txt").exists()
+
+
+def test_vertex_ai_client_builds_a_run_from_the_job(compiled_job, tmp_path):
+    """google-cloud-aiplatform reads the JSON as `submit()` would send it; nothing
+    is sent (no credentials, no submit)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+    _, text = compiled_job
+    (tmp_path / "pipeline.json").write_text(text)
+
+    def vertex_job(**parameter_values):
+        return aiplatform.PipelineJob(
+            display_name="taxi-tips", template_path=str(tmp_path / "pipeline.json"),
+            project="taxi-project", location="us-central1",
+            credentials=AnonymousCredentials(), parameter_values=parameter_values)
+
+    run = vertex_job(data_root="gs://other-bucket/spans")._gca_resource
+    assert run.runtime_config.gcs_output_directory == FLAGS["--pipeline-root"]
+    assert dict(run.runtime_config.parameter_values)["data_root"] == "gs://other-bucket/spans"
+    assert set(run.pipeline_spec["root"]["dag"]["tasks"]) == set(EXECUTORS) | {
+        BLESSING_RESOLVER, MODEL_RESOLVER}
+    with pytest.raises(ValueError):
+        vertex_job(serving_dir="gs://a/b")  # not a parameter of the pipeline
