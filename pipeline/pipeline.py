@@ -7,6 +7,9 @@ rolling window of spans -> Evaluator against the serving model ->
 InfraValidator (a local model server on the candidate) -> Pusher, only if both
 blessed -> ReleaseCanary: the pushed version becomes the canary beside the stable
 one (pipeline/release/ promotes or rolls it back).
+
+`kubeflow_pipeline` is the same DAG less what Kubeflow Pipelines v2 cannot
+compile or run (docs/kubeflow.md), for pipeline/run_kubeflow.py.
 """
 import json
 
@@ -254,10 +257,12 @@ def validate_and_push(cfg: pipeline_config.PipelineConfig, examples, new_span, t
     pusher = Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        # Pushed only if also infra blessed; its warmed copy, when it has one.
+        # Pushed only if also infra blessed (the atomic pusher pushes its warmed
+        # copy, when it has one).
         infra_blessing=infra.outputs["blessing"],
         push_destination=push_destination,
-        custom_executor_spec=pusher_executor and executor_spec.ExecutorClassSpec(pusher_executor))
+        custom_executor_spec=(executor_spec.ExecutorClassSpec(pusher_executor)
+                              if pusher_executor else None))
     return evaluator, infra, pusher
 
 
