@@ -204,8 +204,9 @@ def span_checks(cfg: pipeline_config.PipelineConfig, new_span, statistics, curat
 
 
 def transform_and_train(cfg: pipeline_config.PipelineConfig, examples, curated_schema, gate,
-                        analyzer_cache=None):
-    """Transform's graph from the training examples, and the model trained on them."""
+                        analyzer_cache=None, train_args=None):
+    """Transform's graph from the training examples, and the model trained on them.
+    `train_args`: the Trainer's, if not cfg's steps (Kubeflow's runtime parameter)."""
     code_version = pipeline_config.model_code_version()
     transform = Transform(
         examples=examples,
@@ -225,7 +226,8 @@ def transform_and_train(cfg: pipeline_config.PipelineConfig, examples, curated_s
         transform_graph=transform.outputs["transform_graph"],
         schema=curated_schema.outputs["schema"],
         run_fn=pipeline_config.RUN_FN,
-        train_args=trainer_pb2.TrainArgs(num_steps=cfg.train_steps),
+        train_args=(trainer_pb2.TrainArgs(num_steps=cfg.train_steps)
+                    if train_args is None else train_args),
         eval_args=trainer_pb2.EvalArgs(num_steps=cfg.eval_steps),
         custom_config={"hyperparameters": cfg.hyperparameters,
                        "code_version": code_version})
@@ -332,12 +334,20 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
         beam_pipeline_args=beam_pipeline_args)
 
 
+def proto_parameter(name: str, default) -> RuntimeParameter:
+    """A runtime parameter for a proto argument. One cannot sit inside a proto's
+    field, so the whole proto is the parameter, in JSON; TFX's executors parse it."""
+    return RuntimeParameter(name=name, ptype=str,
+                            default=json_format.MessageToJson(default, indent=None))
+
+
 def kubeflow_pipeline(cfg: pipeline_config.PipelineConfig, pipeline_root: str,
                       data_root: str, serving_model_dir: str) -> Pipeline:
     """The pipeline as Kubeflow Pipelines v2 (Vertex AI) can run it: the newest
     span, validated, trains a model that must pass the same Evaluator and
-    InfraValidator before TFX's Pusher pushes it. `data_root` and the Pusher's
-    destination are runtime parameters with these defaults. Left out, because
+    InfraValidator before TFX's Pusher pushes it. `data_root`, the Trainer's
+    `train_args` and the Pusher's `push_destination` are runtime parameters with
+    these (and cfg's) defaults. Left out, because
     KFP's V2 compiler or a cluster cannot take them (docs/kubeflow.md): the span
     checks, retrain decision and Cond, the window of several spans, the analyzer
     cache, ReleaseCanary."""
@@ -352,20 +362,19 @@ def kubeflow_pipeline(cfg: pipeline_config.PipelineConfig, pipeline_root: str,
         statistics=statistics.outputs["statistics"], infer_feature_shape=True)
 
     examples = new_span.outputs["examples"]  # a window of one span
-    transform, trainer = transform_and_train(cfg, examples, curated_schema, gate)
+    transform, trainer = transform_and_train(
+        cfg, examples, curated_schema, gate,
+        train_args=proto_parameter("train_args", trainer_pb2.TrainArgs(
+            num_steps=cfg.train_steps)))
     # The latest blessed model: the candidate has no blessing yet when it resolves.
     baseline = Resolver(
         strategy_class=LatestBlessedModelStrategy,
         model=Channel(type=standard_artifacts.Model),
         model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("baseline_model_resolver")
-    # A RuntimeParameter cannot sit inside a proto: the whole PushDestination is
-    # one, as JSON. TFX's Pusher writes through tf.io.gfile (gs:// too).
-    push_destination = RuntimeParameter(
-        name="push_destination", ptype=str,
-        default=json_format.MessageToJson(pusher_pb2.PushDestination(
-            filesystem=pusher_pb2.PushDestination.Filesystem(
-                base_directory=serving_model_dir)), indent=None))
+    # TFX's Pusher: it writes through tf.io.gfile (gs:// too).
+    push_destination = proto_parameter("push_destination", pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_model_dir)))
     evaluator, infra, pusher = validate_and_push(cfg, examples, new_span, trainer, baseline,
                                                  push_destination)
     return Pipeline(

@@ -46,7 +46,8 @@ def parse_args(argv):
                         help="default of the `push_destination` runtime parameter's base "
                              "directory: where the Pusher writes model versions")
     parser.add_argument("--train-steps", type=int, default=defaults.train_steps,
-                        help="Trainer steps (compiled in)")
+                        help="default of the `train_args` runtime parameter's numSteps: "
+                             "the Trainer's steps")
     args = parser.parse_args(argv)
     if not IMAGE_REFERENCE.match(args.image):
         parser.error(f"--image {args.image!r} is not a container image reference; "

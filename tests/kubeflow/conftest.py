@@ -15,7 +15,8 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 IMAGE = "us-docker.pkg.dev/taxi-project/pipelines/taxi-tips:1"
 FLAGS = {"--pipeline-root": "gs://taxi-bucket/pipeline_root",
          "--data-root": "gs://taxi-bucket/spans",
-         "--serving-dir": "gs://taxi-bucket/serving_model/taxi_tips"}
+         "--serving-dir": "gs://taxi-bucket/serving_model/taxi_tips",
+         "--train-steps": "300"}
 
 
 def run_kubeflow(*args) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import json_format
 
 from pipeline import config as pipeline_config
-from tfx.proto import pusher_pb2
+from tfx.proto import pusher_pb2, trainer_pb2
 from tests.kubeflow.conftest import FLAGS, IMAGE, PROJECT_ROOT, executors_of, run_kubeflow, spec_of
 
 EXECUTOR_COMMAND = ["python", "-m",
@@ -134,14 +134,19 @@ def test_model_code_is_referenced_by_import_path(tasks):
 
 
 def test_runtime_parameters_have_the_flags_as_defaults(job, spec, tasks):
+    """Data root, serving destination and Trainer steps, overridable at submission."""
     inputs = spec.root.input_definitions.parameters
-    assert set(inputs) == {"data_root", "push_destination"}
+    assert set(inputs) == {"data_root", "push_destination", "train_args"}
     defaults = {name: parameter.default_value.string_value for name, parameter in inputs.items()}
     assert {name: value.string_value for name, value in
             job.runtime_config.parameter_values.items()} == defaults
     assert defaults["data_root"] == FLAGS["--data-root"]
     destination = json_format.Parse(defaults["push_destination"], pusher_pb2.PushDestination())
     assert destination.filesystem.base_directory == FLAGS["--serving-dir"]
+    train_args = json_format.Parse(defaults["train_args"], trainer_pb2.TrainArgs())
+    assert train_args.num_steps == int(FLAGS["--train-steps"])
+    assert tasks["Trainer"].inputs.parameters["train_args"] \
+        .component_input_parameter == "train_args"
     assert tasks["CsvExampleGen"].inputs.parameters["input_base"] \
         .component_input_parameter == "data_root"
     assert tasks["Pusher"].inputs.parameters["push_destination"] \
@@ -165,6 +170,9 @@ def test_defaults_come_from_the_configuration(default_spec):
     destination = json_format.Parse(inputs["push_destination"].default_value.string_value,
                                     pusher_pb2.PushDestination())
     assert destination.filesystem.base_directory == str(cfg.serving_model_dir)
+    train_args = json_format.Parse(inputs["train_args"].default_value.string_value,
+                                   trainer_pb2.TrainArgs())
+    assert train_args.num_steps == cfg.train_steps
     assert default_spec.pipeline_info.name == pipeline_config.KUBEFLOW_PIPELINE_NAME
 
 
