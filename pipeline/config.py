@@ -44,14 +44,15 @@ KUBEFLOW_PIPELINE_NAME = "taxi-tips"
 # Where the Dockerfile copies this project in the image: the paths the compiled
 # pipeline names (the curated schema, Beam's --setup_file) are under it.
 IMAGE_PROJECT_ROOT = "/taxi_tips"
+# BEAM_PIPELINE_ARGS with the image's setup.py: each task runs Beam's local runner.
 IMAGE_BEAM_PIPELINE_ARGS = LOCAL_RUNNER_ARGS + [f"--setup_file={IMAGE_PROJECT_ROOT}/setup.py",
                                                 "--pickle_library=cloudpickle"]
+# --- end of Kubeflow ---
 
 
 def in_image(path: pathlib.Path) -> str:
-    """Where one of this project's files is inside the image."""
+    """Where one of this project's files is inside the image (IMAGE_PROJECT_ROOT)."""
     return f"{IMAGE_PROJECT_ROOT}/{path.relative_to(PROJECT_ROOT).as_posix()}"
-# --- end of Kubeflow ---
 
 
 @dataclasses.dataclass
