@@ -43,6 +43,9 @@ def parse_args(argv=None):
     parser.add_argument("--batching", default="off,on")
     parser.add_argument("--protocols", default="REST,gRPC")
     parser.add_argument("--sampling_rates", default="1.0,0.1")
+    parser.add_argument("--gc_freeze", choices=["as_is", "compare"], default="as_is",
+                        help="compare: also run each logging server with gc.freeze() "
+                             "called once its models are loaded (key RATE+freeze)")
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--warmup_seconds", type=float, default=1.0)
@@ -63,17 +66,36 @@ def model_config(args, log_prefix=None, sampling_rate=None) -> str:
             f'    model_platform: "tensorflow"\n{logging_config}  }}\n}}\n')
 
 
-def start_server(args, batching, sampling_rate, log_dir):
-    """Our server without a logging_config (sampling_rate "off") or with one."""
-    name = f"logging-{sampling_rate}-batching-{batching}"
+# Runs the server with gc.freeze() once start() has loaded the models: what the loaded
+# models and TensorFlow allocated is no longer walked by every full collection.
+GC_FREEZE_LAUNCHER = """
+import gc, sys
+from serving import server
+start = server.ModelServer.start
+def frozen_start(self):
+    start(self)
+    gc.collect()
+    gc.freeze()
+server.ModelServer.start = frozen_start
+sys.exit(server.main(sys.argv[1:]))
+"""
+
+
+def start_server(args, batching, key, log_dir):
+    """Our server without a logging_config (key "off") or with one at a sampling rate
+    (key "1.0"; "1.0+freeze": with gc.freeze() after loading)."""
+    sampling_rate, _, variant = key.partition("+")
+    name = f"logging-{key}-batching-{batching}"
     log_prefix = None if sampling_rate == "off" else str(log_dir / name / "requests")
-    label = "no logging_config" if log_prefix is None else f"sampling_rate {sampling_rate}"
+    label = ("no logging_config" if log_prefix is None else f"sampling_rate {sampling_rate}") \
+        + (", gc.freeze()" if variant else "")
     config_path = bench.WORK_DIR / f"{name}.config"
     config_path.write_text(model_config(args, log_prefix, sampling_rate))
     monitoring = bench.WORK_DIR / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true }\n')
     grpc_port, rest_port = portpicker.pick_unused_port(), portpicker.pick_unused_port()
-    command = [sys.executable, "-m", "serving", f"--port={grpc_port}",
+    launcher = ["-c", GC_FREEZE_LAUNCHER] if variant == "freeze" else ["-m", "serving"]
+    command = [sys.executable, *launcher, f"--port={grpc_port}",
                f"--rest_api_port={rest_port}", f"--model_config_file={config_path}",
                f"--monitoring_config_file={monitoring}"]
     if batching == "on":
@@ -83,6 +105,37 @@ def start_server(args, batching, sampling_rate, log_dir):
                           env={"PYTHONPATH": str(bench.REPO)})
     server.grpc_port, server.rest_port = grpc_port, rest_port
     return server
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid) -> list:
+    """/proc/PID/stat's fields after the command name (field 3, the state, first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid) -> float:
+    """User + system CPU of every thread a process has had, exited ones too."""
+    try:
+        fields = _stat_fields(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def child_pids(pid) -> list:
+    """The processes whose parent is pid (the request log writer and multiprocessing's
+    resource tracker), from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(entry.name)[1]) == pid:
+                    children.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                pass
+    return children
 
 
 def log_counts(server) -> dict:
@@ -98,8 +151,10 @@ def log_counts(server) -> dict:
 def run_alternating(args, batching, rest_body, grpc_body, message, results, log_dir):
     """All servers up at once; each (protocol, clients) alternates their runs.
     -> {status code: request logs} summed over the logging servers."""
-    servers = {rate: start_server(args, batching, rate, log_dir)
-               for rate in ["off"] + args.sampling_rates.split(",")}
+    keys = ["off"] + args.sampling_rates.split(",")
+    if args.gc_freeze == "compare":
+        keys += [f"{rate}+freeze" for rate in args.sampling_rates.split(",")]
+    servers = {key: start_server(args, batching, key, log_dir) for key in keys}
     try:
         response_bytes = {}
         for key, server in servers.items():
@@ -110,13 +165,27 @@ def run_alternating(args, batching, rest_body, grpc_body, message, results, log_
                                                           message)) + 5
 
         def run(key, protocol, concurrency, seconds):
+            """One load run -> its figures, with the CPU seconds per 10,000 requests the
+            server process and its children (the writer) spent meanwhile, from /proc: on
+            a shared machine contention moves throughput, hardly CPU time."""
             server = servers[key]
+            children = child_pids(server.process.pid)
+            before = (cpu_seconds(server.process.pid),
+                      sum(cpu_seconds(pid) for pid in children))
             if protocol == "REST":
-                return bench.wrk_run(f"http://127.0.0.1:{server.rest_port}/v1/models/"
-                                     f"{args.model_name}:predict", rest_body, concurrency,
-                                     seconds)
-            return bench.h2load_run(f"http://127.0.0.1:{server.grpc_port}{bench.TF_PREDICT}",
-                                    grpc_body, concurrency, seconds, response_bytes[key])
+                result = bench.wrk_run(f"http://127.0.0.1:{server.rest_port}/v1/models/"
+                                       f"{args.model_name}:predict", rest_body, concurrency,
+                                       seconds)
+            else:
+                result = bench.h2load_run(
+                    f"http://127.0.0.1:{server.grpc_port}{bench.TF_PREDICT}", grpc_body,
+                    concurrency, seconds, response_bytes[key])
+            requests = result["rps"] * seconds
+            result["server_cpu"] = (cpu_seconds(server.process.pid) - before[0]) \
+                / requests * 1e4
+            result["writer_cpu"] = (sum(cpu_seconds(pid) for pid in children)
+                                    - before[1]) / requests * 1e4
+            return result
 
         for protocol in args.protocols.split(","):
             for concurrency in [int(c) for c in args.concurrency.split(",")]:
@@ -126,11 +195,14 @@ def run_alternating(args, batching, rest_body, grpc_body, message, results, log_
                 for _ in range(args.repetitions):
                     for key in runs:
                         runs[key].append(run(key, protocol, concurrency, args.seconds))
-                stats = {key: bench.summarize(value) for key, value in runs.items()}
+                stats = {key: summarize(value, runs["off"]) for key, value in runs.items()}
                 results.append((protocol, batching, concurrency, stats))
                 print(f"{protocol} batching {batching} c={concurrency}: " + ", ".join(
                     f"{key} {value['rps']:.0f}/s p50 {value['p50_ms']:.2f} ms "
-                    f"({value['rps'] / stats['off']['rps'] - 1:+.1%})"
+                    f"({value['rps'] / stats['off']['rps'] - 1:+.1%}; paired "
+                    f"{value['paired']:+.1%} [{value['paired_low']:+.1%}, "
+                    f"{value['paired_high']:+.1%}]; CPU s/10k server "
+                    f"{value['server_cpu']:.2f} writer {value['writer_cpu']:.2f})"
                     for key, value in stats.items()) + f"; load {bench._load_average()}",
                       flush=True)
         counts = {}
@@ -144,6 +216,22 @@ def run_alternating(args, batching, rest_body, grpc_body, message, results, log_
             server.stop()
 
 
+def summarize(runs, off_runs) -> dict:
+    """serving_bench's medians, the medians of the CPU figures, and the change against
+    the run without logging just before each run (runs alternate): its median and the
+    quartiles, which show the spread that a median of medians hides."""
+    import statistics
+
+    stats = bench.summarize(runs)
+    for key in ("server_cpu", "writer_cpu"):
+        stats[key] = statistics.median(run[key] for run in runs)
+    paired = sorted(run["rps"] / off["rps"] - 1 for run, off in zip(runs, off_runs))
+    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+    stats.update(paired=statistics.median(paired), paired_low=quartiles[0],
+                 paired_high=quartiles[-1])
+    return stats
+
+
 def write_section(path, args, results, counts, log_bytes, context):
     lines = [
         SECTION,
@@ -152,32 +240,36 @@ def write_section(path, args, results, counts, log_bytes, context):
         f"- Machine: {context['machine']}",
         f"- Model: `{context['version_dir']}`, signature `{args.signature}`, one row per "
         "request; the same server without a logging_config and with one at each "
-        f"sampling_rate ({args.sampling_rates}; 1.0 logs every call), all running, runs "
-        f"alternating between them; each cell the median of {args.repetitions} runs of "
-        f"{args.seconds:g} s after a {args.warmup_seconds:g} s warm-up",
+        f"sampling_rate ({args.sampling_rates}; 1.0 logs every call"
+        + ("; RATE+freeze: the same with gc.freeze() after loading" if args.gc_freeze ==
+           "compare" else "")
+        + "), all running, runs alternating between them; each figure the median of "
+        f"{args.repetitions} runs of {args.seconds:g} s after a {args.warmup_seconds:g} s "
+        "warm-up; the paired change compares each run with the run without logging just "
+        "before it; CPU seconds per 10,000 requests from /proc (server process; writer: "
+        "its child processes)",
         f"- Load generators: {context['tools']}, closed loop on the same machine",
         f"- Logs written during the runs: {counts.get('OK', 0):,} "
         f"({log_bytes / 1e6:.1f} MB of TFRecord files), dropped on a full queue: "
         f"{counts.get('RESOURCE_EXHAUSTED', 0):,}, failed: {counts.get('INTERNAL', 0):,}",
         "",
     ]
-    rates = args.sampling_rates.split(",")
     lines += [
-        "| protocol | batching | clients | requests/s without | "
-        + " | ".join(f"requests/s at {rate} | change" for rate in rates)
-        + " | p50 ms without | " + " | ".join(f"p50 ms at {rate}" for rate in rates) + " |",
-        "|" + "---|" * (4 + 3 * len(rates) + 1),
+        "| protocol | batching | clients | server | requests/s | change | paired change "
+        "[quartiles] | p50 ms | server CPU s / 10k requests | writer CPU s / 10k |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for protocol, batching, concurrency, stats in results:
         off = stats["off"]
-        failures = sum(value["failures"] for value in stats.values())
-        lines.append(
-            f"| {protocol} | {batching} | {concurrency} | {off['rps']:.0f} | "
-            + " | ".join(f"{stats[rate]['rps']:.0f} | {stats[rate]['rps'] / off['rps'] - 1:+.1%}"
-                         for rate in rates)
-            + f" | {off['p50_ms']:.2f} | "
-            + " | ".join(f"{stats[rate]['p50_ms']:.2f}" for rate in rates) + " |"
-            + (f" ({failures} failed)" if failures else ""))
+        for key, value in stats.items():
+            change = (f"{value['rps'] / off['rps'] - 1:+.1%} | {value['paired']:+.1%} "
+                      f"[{value['paired_low']:+.1%}, {value['paired_high']:+.1%}]"
+                      if key != "off" else "| ")
+            lines.append(
+                f"| {protocol} | {batching} | {concurrency} | {key} | {value['rps']:.0f} | "
+                f"{change} | {value['p50_ms']:.2f} | {value['server_cpu']:.2f} | "
+                f"{value['writer_cpu']:.2f} |"
+                + (f" ({value['failures']} failed)" if value["failures"] else ""))
     lines += [""] + context["notes"] + [""]
     bench.replace_section(path, SECTION, lines)
     return lines
