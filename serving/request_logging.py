@@ -504,16 +504,22 @@ def _rest_predict_build(name, version, label, signature_name, served_version, si
             _serialized_outputs(fields["response outputs"], outputs) + response_spec)
 
 
+# The struct formats of the kinds _outputs_by_json sends as JSON, but strings: packed
+# little-endian, as numpy's bytes of those dtypes are (struct's "f" rounds a double to float
+# as numpy's astype does; the values read back are the float32s themselves anyway).
+_STRUCT_FORMATS = {"|b1": "?", "|i1": "b", "|u1": "B", "<i2": "h", "<u2": "H", "<i4": "i",
+                   "<u4": "I", "<i8": "q", "<u8": "Q", "<f4": "f", "<f8": "d"}
+
+
 def portable_outputs_from_json(response_json, specs) -> dict:
     """{alias: _portable(array)} of the arrays a REST predict response was encoded from,
     read back from its JSON (row or columnar) given each output's kind and shape."""
     import base64
     import json
 
-    import numpy as np
     import orjson
 
-    from serving import json_codec
+    from serving import json_codec, json_tensor_bytes
 
     try:
         doc = orjson.loads(response_json)
@@ -544,7 +550,8 @@ def portable_outputs_from_json(response_json, specs) -> dict:
                                      "tensor")
             portable[alias] = ("objects", shape, items)
         else:
-            portable[alias] = (kind, shape, np.array(values, np.dtype(kind)).tobytes())
+            portable[alias] = (kind, shape, json_tensor_bytes.packer(
+                _STRUCT_FORMATS[kind], len(values))(*values))
     return portable
 
 
