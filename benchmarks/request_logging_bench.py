@@ -17,7 +17,9 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import portpicker
@@ -46,6 +48,9 @@ def parse_args(argv=None):
     parser.add_argument("--gc_freeze", choices=["as_is", "compare"], default="as_is",
                         help="compare: also run each logging server with gc.freeze() "
                              "called once its models are loaded (key RATE+freeze)")
+    parser.add_argument("--baseline", default="",
+                        help="git revision whose serving/ also runs each logging server "
+                             "(key RATE@REV), alternating with this checkout's")
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--warmup_seconds", type=float, default=1.0)
@@ -81,14 +86,17 @@ sys.exit(server.main(sys.argv[1:]))
 """
 
 
-def start_server(args, batching, key, log_dir):
+def start_server(args, batching, key, log_dir, baseline_root=None):
     """Our server without a logging_config (key "off") or with one at a sampling rate
-    (key "1.0"; "1.0+freeze": with gc.freeze() after loading)."""
-    sampling_rate, _, variant = key.partition("+")
+    (key "1.0"; "1.0+freeze": with gc.freeze() after loading; "1.0@REV": the serving/
+    of git revision REV, extracted to baseline_root)."""
+    key_without_revision, _, revision = key.partition("@")
+    sampling_rate, _, variant = key_without_revision.partition("+")
     name = f"logging-{key}-batching-{batching}"
     log_prefix = None if sampling_rate == "off" else str(log_dir / name / "requests")
     label = ("no logging_config" if log_prefix is None else f"sampling_rate {sampling_rate}") \
-        + (", gc.freeze()" if variant else "")
+        + (", gc.freeze()" if variant else "") + (f", serving/ of {revision}" if revision
+                                                   else "")
     config_path = bench.WORK_DIR / f"{name}.config"
     config_path.write_text(model_config(args, log_prefix, sampling_rate))
     monitoring = bench.WORK_DIR / "monitoring.config"
@@ -102,7 +110,7 @@ def start_server(args, batching, key, log_dir):
         command.append("--enable_batching")
     server = bench.Server(label, command, name,
                           f"http://127.0.0.1:{rest_port}/v1/models/{args.model_name}",
-                          env={"PYTHONPATH": str(bench.REPO)})
+                          env={"PYTHONPATH": str(baseline_root if revision else bench.REPO)})
     server.grpc_port, server.rest_port = grpc_port, rest_port
     return server
 
@@ -148,13 +156,17 @@ def log_counts(server) -> dict:
     return {status: int(count) for status, count in LOG_COUNT.findall(text)}
 
 
-def run_alternating(args, batching, rest_body, grpc_body, message, results, log_dir):
+def run_alternating(args, batching, rest_body, grpc_body, message, results, log_dir,
+                    baseline_root=None):
     """All servers up at once; each (protocol, clients) alternates their runs.
     -> {status code: request logs} summed over the logging servers."""
-    keys = ["off"] + args.sampling_rates.split(",")
+    rates = args.sampling_rates.split(",")
+    keys = ["off"] + rates
     if args.gc_freeze == "compare":
-        keys += [f"{rate}+freeze" for rate in args.sampling_rates.split(",")]
-    servers = {key: start_server(args, batching, key, log_dir) for key in keys}
+        keys += [f"{rate}+freeze" for rate in rates]
+    if args.baseline:
+        keys += [f"{rate}@{args.baseline}" for rate in rates]
+    servers = {key: start_server(args, batching, key, log_dir, baseline_root) for key in keys}
     try:
         response_bytes = {}
         for key, server in servers.items():
@@ -289,10 +301,16 @@ def main(argv=None):
     shutil.rmtree(log_dir, ignore_errors=True)
 
     results, counts = [], {}
-    for batching in args.batching.split(","):
-        for status, count in run_alternating(args, batching, rest_body, grpc_body, message,
-                                             results, log_dir).items():
-            counts[status] = counts.get(status, 0) + count
+    with tempfile.TemporaryDirectory(prefix="request_logging_baseline_") as baseline_root:
+        if args.baseline:  # the revision's serving/ package, beside nothing else
+            archive = subprocess.run(["git", "-C", str(bench.REPO), "archive", args.baseline,
+                                      "serving"], check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", baseline_root], input=archive, check=True)
+        for batching in args.batching.split(","):
+            for status, count in run_alternating(args, batching, rest_body, grpc_body,
+                                                 message, results, log_dir,
+                                                 baseline_root).items():
+                counts[status] = counts.get(status, 0) + count
     log_bytes = sum(path.stat().st_size for path in log_dir.rglob("*.tfrecord"))
     context = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -306,12 +324,12 @@ def main(argv=None):
             "(multiprocessing 'spawn'), not in the server's interpreter: the server's share "
             "is the sampling and queue append on the request path, and a sender thread "
             "that every 0.1 s pickles what is queued as plain bytes (REST: the request "
-            "body and the results' bytes; gRPC: request and response bytes) and writes it "
-            "to a pipe, a few us a log. The writer process's CPU still comes out of the "
-            "machine's two cores: ~25 us a REST log (orjson reads the body again and its "
-            "values go straight into the PredictRequest's wire format; the codec only "
-            "for bodies that path does not cover) and ~7 us a gRPC log, whose bytes it "
-            "only wraps; `benchmarks/request_log_writer_bench.py` measures each part "
+            "body and the response JSON as sent; gRPC: request and response bytes) and "
+            "writes it to a pipe, a few us a log. The writer process's CPU still comes out of the "
+            "machine's two cores: ~30 us a REST log (orjson reads the body and the "
+            "response again and their values go straight into the wire format; the codec "
+            "only for bodies that path does not cover) and ~7 us a gRPC log, whose bytes "
+            "it only wraps; `benchmarks/request_log_writer_bench.py` measures each part "
             "per log without a load test.",
         ],
     }
