@@ -46,8 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--protocols", default="REST,gRPC")
     parser.add_argument("--sampling_rates", default="1.0,0.1")
     parser.add_argument("--gc_freeze", choices=["as_is", "compare"], default="as_is",
-                        help="compare: also run each logging server with gc.freeze() "
-                             "called once its models are loaded (key RATE+freeze)")
+                        help="compare: also run the servers without serving.heap's "
+                             "gc.freeze() after loading (key RATE+unfrozen)")
     parser.add_argument("--baseline", default="",
                         help="git revision whose serving/ also runs each logging server "
                              "(key RATE@REV), alternating with this checkout's")
@@ -71,38 +71,33 @@ def model_config(args, log_prefix=None, sampling_rate=None) -> str:
             f'    model_platform: "tensorflow"\n{logging_config}  }}\n}}\n')
 
 
-# Runs the server with gc.freeze() once start() has loaded the models: what the loaded
-# models and TensorFlow allocated is no longer walked by every full collection.
-GC_FREEZE_LAUNCHER = """
-import gc, sys
-from serving import server
-start = server.ModelServer.start
-def frozen_start(self):
-    start(self)
-    gc.collect()
-    gc.freeze()
-server.ModelServer.start = frozen_start
+# Runs the server without serving.heap's gc.freeze() after loading, as before it had one:
+# every full collection walks what TensorFlow and the loaded model allocated.
+UNFROZEN_LAUNCHER = """
+import sys
+from serving import heap, server
+heap.settle = lambda: None
 sys.exit(server.main(sys.argv[1:]))
 """
 
 
 def start_server(args, batching, key, log_dir, baseline_root=None):
     """Our server without a logging_config (key "off") or with one at a sampling rate
-    (key "1.0"; "1.0+freeze": with gc.freeze() after loading; "1.0@REV": the serving/
+    (key "1.0"; "1.0+unfrozen": without gc.freeze() after loading; "1.0@REV": the serving/
     of git revision REV, extracted to baseline_root)."""
     key_without_revision, _, revision = key.partition("@")
     sampling_rate, _, variant = key_without_revision.partition("+")
     name = f"logging-{key}-batching-{batching}"
     log_prefix = None if sampling_rate == "off" else str(log_dir / name / "requests")
     label = ("no logging_config" if log_prefix is None else f"sampling_rate {sampling_rate}") \
-        + (", gc.freeze()" if variant else "") + (f", serving/ of {revision}" if revision
+        + (", no gc.freeze()" if variant else "") + (f", serving/ of {revision}" if revision
                                                    else "")
     config_path = bench.WORK_DIR / f"{name}.config"
     config_path.write_text(model_config(args, log_prefix, sampling_rate))
     monitoring = bench.WORK_DIR / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true }\n')
     grpc_port, rest_port = portpicker.pick_unused_port(), portpicker.pick_unused_port()
-    launcher = ["-c", GC_FREEZE_LAUNCHER] if variant == "freeze" else ["-m", "serving"]
+    launcher = ["-c", UNFROZEN_LAUNCHER] if variant == "unfrozen" else ["-m", "serving"]
     command = [sys.executable, *launcher, f"--port={grpc_port}",
                f"--rest_api_port={rest_port}", f"--model_config_file={config_path}",
                f"--monitoring_config_file={monitoring}"]
@@ -163,7 +158,7 @@ def run_alternating(args, batching, rest_body, grpc_body, message, results, log_
     rates = args.sampling_rates.split(",")
     keys = ["off"] + rates
     if args.gc_freeze == "compare":
-        keys += [f"{rate}+freeze" for rate in rates]
+        keys += [f"{rate}+unfrozen" for rate in ["off"] + rates]
     if args.baseline:
         keys += [f"{rate}@{args.baseline}" for rate in rates]
     servers = {key: start_server(args, batching, key, log_dir, baseline_root) for key in keys}
@@ -253,8 +248,8 @@ def write_section(path, args, results, counts, log_bytes, context):
         f"- Model: `{context['version_dir']}`, signature `{args.signature}`, one row per "
         "request; the same server without a logging_config and with one at each "
         f"sampling_rate ({args.sampling_rates}; 1.0 logs every call"
-        + ("; RATE+freeze: the same with gc.freeze() after loading" if args.gc_freeze ==
-           "compare" else "")
+        + ("; RATE+unfrozen: the same without gc.freeze() after loading" if args.gc_freeze
+           == "compare" else "")
         + "), all running, runs alternating between them; each figure the median of "
         f"{args.repetitions} runs of {args.seconds:g} s after a {args.warmup_seconds:g} s "
         "warm-up; the paired change compares each run with the run without logging just "
