@@ -3,9 +3,10 @@
 TensorFlow and a loaded SavedModel leave hundreds of thousands of objects on the Python
 heap that live as long as the version serves. A full collection walks all of them (160-200
 ms on the 2-core benchmark machine) and comes every ~16,000 REST requests, holding the
-interpreter lock throughout; frozen (gc.freeze), they are skipped, and a full collection takes well under a
-millisecond. Frozen objects are never collected, so each change of the loaded versions
-unfreezes, collects once (what an unloaded version left behind too) and freezes again.
+interpreter lock throughout; frozen (gc.freeze), they are skipped, and a full collection
+takes well under a millisecond. Frozen objects are never collected, so each change of the
+loaded versions unfreezes, collects once (what an unloaded version left behind too) and
+freezes again.
 """
 import gc
 import logging
