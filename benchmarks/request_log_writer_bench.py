@@ -19,6 +19,7 @@ logs must be equal (compared serialized deterministically): the parent checks it
 """
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import pickle
@@ -129,6 +130,11 @@ class _Child:
         batch_outputs = self.servable.predict(args.signature, batch)
         self.outputs = [{alias: value[index:index + 1] for alias, value in batch_outputs.items()}
                         for index in range(len(rows))]
+        # Revisions since 2026-11-27 16:50 UTC hand the logger the response JSON too.
+        takes_json = "response_json" in inspect.signature(rest_api._predict_log).parameters
+        self.response_jsons = [
+            (json_codec.encode_predict_response(outputs, json_codec.ROW),) if takes_json
+            else () for outputs in self.outputs]
         self.grpc_requests, self.grpc_responses = [], []
         for row, outputs in zip(rows, self.outputs):
             request = predict_pb2.PredictRequest()
@@ -163,8 +169,9 @@ class _Child:
         if api == "REST":
             return [self.rest_api._predict_log(self.args.model_name, None, None,
                                                self.args.signature, self.servable, body,
-                                               outputs)
-                    for body, outputs in zip(self.bodies, self.outputs)]
+                                               outputs, *response_json)
+                    for body, outputs, response_json in zip(self.bodies, self.outputs,
+                                                            self.response_jsons)]
         return [(self.request_logging.PREDICT, self.args.model_name, self.servable.version,
                  self.args.signature, self.request_logging.serialized_protos, request,
                  response)

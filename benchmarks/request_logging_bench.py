@@ -17,7 +17,9 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import portpicker
@@ -43,6 +45,12 @@ def parse_args(argv=None):
     parser.add_argument("--batching", default="off,on")
     parser.add_argument("--protocols", default="REST,gRPC")
     parser.add_argument("--sampling_rates", default="1.0,0.1")
+    parser.add_argument("--gc_freeze", choices=["as_is", "compare"], default="as_is",
+                        help="compare: also run the servers without serving.heap's "
+                             "gc.freeze() after loading (key RATE+unfrozen)")
+    parser.add_argument("--baseline", default="",
+                        help="git revision whose serving/ also runs each logging server "
+                             "(key RATE@REV), alternating with this checkout's")
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--warmup_seconds", type=float, default=1.0)
@@ -63,26 +71,74 @@ def model_config(args, log_prefix=None, sampling_rate=None) -> str:
             f'    model_platform: "tensorflow"\n{logging_config}  }}\n}}\n')
 
 
-def start_server(args, batching, sampling_rate, log_dir):
-    """Our server without a logging_config (sampling_rate "off") or with one."""
-    name = f"logging-{sampling_rate}-batching-{batching}"
+# Runs the server without serving.heap's gc.freeze() after loading, as before it had one:
+# every full collection walks what TensorFlow and the loaded model allocated.
+UNFROZEN_LAUNCHER = """
+import sys
+from serving import heap, server
+heap.settle = lambda: None
+sys.exit(server.main(sys.argv[1:]))
+"""
+
+
+def start_server(args, batching, key, log_dir, baseline_root=None):
+    """Our server without a logging_config (key "off") or with one at a sampling rate
+    (key "1.0"; "1.0+unfrozen": without gc.freeze() after loading; "1.0@REV": the serving/
+    of git revision REV, extracted to baseline_root)."""
+    key_without_revision, _, revision = key.partition("@")
+    sampling_rate, _, variant = key_without_revision.partition("+")
+    name = f"logging-{key}-batching-{batching}"
     log_prefix = None if sampling_rate == "off" else str(log_dir / name / "requests")
-    label = "no logging_config" if log_prefix is None else f"sampling_rate {sampling_rate}"
+    label = ("no logging_config" if log_prefix is None else f"sampling_rate {sampling_rate}") \
+        + (", no gc.freeze()" if variant else "") + (f", serving/ of {revision}" if revision
+                                                   else "")
     config_path = bench.WORK_DIR / f"{name}.config"
     config_path.write_text(model_config(args, log_prefix, sampling_rate))
     monitoring = bench.WORK_DIR / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true }\n')
     grpc_port, rest_port = portpicker.pick_unused_port(), portpicker.pick_unused_port()
-    command = [sys.executable, "-m", "serving", f"--port={grpc_port}",
+    launcher = ["-c", UNFROZEN_LAUNCHER] if variant == "unfrozen" else ["-m", "serving"]
+    command = [sys.executable, *launcher, f"--port={grpc_port}",
                f"--rest_api_port={rest_port}", f"--model_config_file={config_path}",
                f"--monitoring_config_file={monitoring}"]
     if batching == "on":
         command.append("--enable_batching")
     server = bench.Server(label, command, name,
                           f"http://127.0.0.1:{rest_port}/v1/models/{args.model_name}",
-                          env={"PYTHONPATH": str(bench.REPO)})
+                          env={"PYTHONPATH": str(baseline_root if revision else bench.REPO)})
     server.grpc_port, server.rest_port = grpc_port, rest_port
     return server
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid) -> list:
+    """/proc/PID/stat's fields after the command name (field 3, the state, first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid) -> float:
+    """User + system CPU of every thread a process has had, exited ones too."""
+    try:
+        fields = _stat_fields(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def child_pids(pid) -> list:
+    """The processes whose parent is pid (the request log writer and multiprocessing's
+    resource tracker), from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(entry.name)[1]) == pid:
+                    children.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                pass
+    return children
 
 
 def log_counts(server) -> dict:
@@ -95,11 +151,17 @@ def log_counts(server) -> dict:
     return {status: int(count) for status, count in LOG_COUNT.findall(text)}
 
 
-def run_alternating(args, batching, rest_body, grpc_body, message, results, log_dir):
+def run_alternating(args, batching, rest_body, grpc_body, message, results, log_dir,
+                    baseline_root=None):
     """All servers up at once; each (protocol, clients) alternates their runs.
     -> {status code: request logs} summed over the logging servers."""
-    servers = {rate: start_server(args, batching, rate, log_dir)
-               for rate in ["off"] + args.sampling_rates.split(",")}
+    rates = args.sampling_rates.split(",")
+    keys = ["off"] + rates
+    if args.gc_freeze == "compare":
+        keys += [f"{rate}+unfrozen" for rate in ["off"] + rates]
+    if args.baseline:
+        keys += [f"{rate}@{args.baseline}" for rate in rates]
+    servers = {key: start_server(args, batching, key, log_dir, baseline_root) for key in keys}
     try:
         response_bytes = {}
         for key, server in servers.items():
@@ -110,13 +172,27 @@ def run_alternating(args, batching, rest_body, grpc_body, message, results, log_
                                                           message)) + 5
 
         def run(key, protocol, concurrency, seconds):
+            """One load run -> its figures, with the CPU seconds per 10,000 requests the
+            server process and its children (the writer) spent meanwhile, from /proc: on
+            a shared machine contention moves throughput, hardly CPU time."""
             server = servers[key]
+            children = child_pids(server.process.pid)
+            before = (cpu_seconds(server.process.pid),
+                      sum(cpu_seconds(pid) for pid in children))
             if protocol == "REST":
-                return bench.wrk_run(f"http://127.0.0.1:{server.rest_port}/v1/models/"
-                                     f"{args.model_name}:predict", rest_body, concurrency,
-                                     seconds)
-            return bench.h2load_run(f"http://127.0.0.1:{server.grpc_port}{bench.TF_PREDICT}",
-                                    grpc_body, concurrency, seconds, response_bytes[key])
+                result = bench.wrk_run(f"http://127.0.0.1:{server.rest_port}/v1/models/"
+                                       f"{args.model_name}:predict", rest_body, concurrency,
+                                       seconds)
+            else:
+                result = bench.h2load_run(
+                    f"http://127.0.0.1:{server.grpc_port}{bench.TF_PREDICT}", grpc_body,
+                    concurrency, seconds, response_bytes[key])
+            requests = result["rps"] * seconds
+            result["server_cpu"] = (cpu_seconds(server.process.pid) - before[0]) \
+                / requests * 1e4
+            result["writer_cpu"] = (sum(cpu_seconds(pid) for pid in children)
+                                    - before[1]) / requests * 1e4
+            return result
 
         for protocol in args.protocols.split(","):
             for concurrency in [int(c) for c in args.concurrency.split(",")]:
@@ -126,11 +202,14 @@ def run_alternating(args, batching, rest_body, grpc_body, message, results, log_
                 for _ in range(args.repetitions):
                     for key in runs:
                         runs[key].append(run(key, protocol, concurrency, args.seconds))
-                stats = {key: bench.summarize(value) for key, value in runs.items()}
+                stats = {key: summarize(value, runs["off"]) for key, value in runs.items()}
                 results.append((protocol, batching, concurrency, stats))
                 print(f"{protocol} batching {batching} c={concurrency}: " + ", ".join(
                     f"{key} {value['rps']:.0f}/s p50 {value['p50_ms']:.2f} ms "
-                    f"({value['rps'] / stats['off']['rps'] - 1:+.1%})"
+                    f"({value['rps'] / stats['off']['rps'] - 1:+.1%}; paired "
+                    f"{value['paired']:+.1%} [{value['paired_low']:+.1%}, "
+                    f"{value['paired_high']:+.1%}]; CPU s/10k server "
+                    f"{value['server_cpu']:.2f} writer {value['writer_cpu']:.2f})"
                     for key, value in stats.items()) + f"; load {bench._load_average()}",
                       flush=True)
         counts = {}
@@ -144,6 +223,22 @@ def run_alternating(args, batching, rest_body, grpc_body, message, results, log_
             server.stop()
 
 
+def summarize(runs, off_runs) -> dict:
+    """serving_bench's medians, the medians of the CPU figures, and the change against
+    the run without logging just before each run (runs alternate): its median and the
+    quartiles, which show the spread that a median of medians hides."""
+    import statistics
+
+    stats = bench.summarize(runs)
+    for key in ("server_cpu", "writer_cpu"):
+        stats[key] = statistics.median(run[key] for run in runs)
+    paired = sorted(run["rps"] / off["rps"] - 1 for run, off in zip(runs, off_runs))
+    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+    stats.update(paired=statistics.median(paired), paired_low=quartiles[0],
+                 paired_high=quartiles[-1])
+    return stats
+
+
 def write_section(path, args, results, counts, log_bytes, context):
     lines = [
         SECTION,
@@ -152,32 +247,36 @@ def write_section(path, args, results, counts, log_bytes, context):
         f"- Machine: {context['machine']}",
         f"- Model: `{context['version_dir']}`, signature `{args.signature}`, one row per "
         "request; the same server without a logging_config and with one at each "
-        f"sampling_rate ({args.sampling_rates}; 1.0 logs every call), all running, runs "
-        f"alternating between them; each cell the median of {args.repetitions} runs of "
-        f"{args.seconds:g} s after a {args.warmup_seconds:g} s warm-up",
+        f"sampling_rate ({args.sampling_rates}; 1.0 logs every call"
+        + ("; RATE+unfrozen: the same without gc.freeze() after loading" if args.gc_freeze
+           == "compare" else "")
+        + "), all running, runs alternating between them; each figure the median of "
+        f"{args.repetitions} runs of {args.seconds:g} s after a {args.warmup_seconds:g} s "
+        "warm-up; the paired change compares each run with the run without logging just "
+        "before it; CPU seconds per 10,000 requests from /proc (server process; writer: "
+        "its child processes)",
         f"- Load generators: {context['tools']}, closed loop on the same machine",
         f"- Logs written during the runs: {counts.get('OK', 0):,} "
         f"({log_bytes / 1e6:.1f} MB of TFRecord files), dropped on a full queue: "
         f"{counts.get('RESOURCE_EXHAUSTED', 0):,}, failed: {counts.get('INTERNAL', 0):,}",
         "",
     ]
-    rates = args.sampling_rates.split(",")
     lines += [
-        "| protocol | batching | clients | requests/s without | "
-        + " | ".join(f"requests/s at {rate} | change" for rate in rates)
-        + " | p50 ms without | " + " | ".join(f"p50 ms at {rate}" for rate in rates) + " |",
-        "|" + "---|" * (4 + 3 * len(rates) + 1),
+        "| protocol | batching | clients | server | requests/s | change | paired change "
+        "[quartiles] | p50 ms | server CPU s / 10k requests | writer CPU s / 10k |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for protocol, batching, concurrency, stats in results:
         off = stats["off"]
-        failures = sum(value["failures"] for value in stats.values())
-        lines.append(
-            f"| {protocol} | {batching} | {concurrency} | {off['rps']:.0f} | "
-            + " | ".join(f"{stats[rate]['rps']:.0f} | {stats[rate]['rps'] / off['rps'] - 1:+.1%}"
-                         for rate in rates)
-            + f" | {off['p50_ms']:.2f} | "
-            + " | ".join(f"{stats[rate]['p50_ms']:.2f}" for rate in rates) + " |"
-            + (f" ({failures} failed)" if failures else ""))
+        for key, value in stats.items():
+            change = (f"{value['rps'] / off['rps'] - 1:+.1%} | {value['paired']:+.1%} "
+                      f"[{value['paired_low']:+.1%}, {value['paired_high']:+.1%}]"
+                      if key != "off" else "| ")
+            lines.append(
+                f"| {protocol} | {batching} | {concurrency} | {key} | {value['rps']:.0f} | "
+                f"{change} | {value['p50_ms']:.2f} | {value['server_cpu']:.2f} | "
+                f"{value['writer_cpu']:.2f} |"
+                + (f" ({value['failures']} failed)" if value["failures"] else ""))
     lines += [""] + context["notes"] + [""]
     bench.replace_section(path, SECTION, lines)
     return lines
@@ -197,10 +296,16 @@ def main(argv=None):
     shutil.rmtree(log_dir, ignore_errors=True)
 
     results, counts = [], {}
-    for batching in args.batching.split(","):
-        for status, count in run_alternating(args, batching, rest_body, grpc_body, message,
-                                             results, log_dir).items():
-            counts[status] = counts.get(status, 0) + count
+    with tempfile.TemporaryDirectory(prefix="request_logging_baseline_") as baseline_root:
+        if args.baseline:  # the revision's serving/ package, beside nothing else
+            archive = subprocess.run(["git", "-C", str(bench.REPO), "archive", args.baseline,
+                                      "serving"], check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", baseline_root], input=archive, check=True)
+        for batching in args.batching.split(","):
+            for status, count in run_alternating(args, batching, rest_body, grpc_body,
+                                                 message, results, log_dir,
+                                                 baseline_root).items():
+                counts[status] = counts.get(status, 0) + count
     log_bytes = sum(path.stat().st_size for path in log_dir.rglob("*.tfrecord"))
     context = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -214,12 +319,12 @@ def main(argv=None):
             "(multiprocessing 'spawn'), not in the server's interpreter: the server's share "
             "is the sampling and queue append on the request path, and a sender thread "
             "that every 0.1 s pickles what is queued as plain bytes (REST: the request "
-            "body and the results' bytes; gRPC: request and response bytes) and writes it "
-            "to a pipe, a few us a log. The writer process's CPU still comes out of the "
-            "machine's two cores: ~25 us a REST log (orjson reads the body again and its "
-            "values go straight into the PredictRequest's wire format; the codec only "
-            "for bodies that path does not cover) and ~7 us a gRPC log, whose bytes it "
-            "only wraps; `benchmarks/request_log_writer_bench.py` measures each part "
+            "body and the response JSON as sent; gRPC: request and response bytes) and "
+            "writes it to a pipe, a few us a log. The writer process's CPU still comes out of the "
+            "machine's two cores: ~30 us a REST log (orjson reads the body and the "
+            "response again and their values go straight into the wire format; the codec "
+            "only for bodies that path does not cover) and ~7 us a gRPC log, whose bytes "
+            "it only wraps; `benchmarks/request_log_writer_bench.py` measures each part "
             "per log without a load test.",
         ],
     }

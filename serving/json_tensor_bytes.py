@@ -45,20 +45,22 @@ def _floats(largest_int, pack_format):
                     return None  # NaN too
             elif kind is not int or not -largest_int <= value <= largest_int:
                 return None
-        return _packer(pack_format, len(values))(*values)
+        return packer(pack_format, len(values))(*values)
     return payload
 
 
 _packers = {}  # (format, count) -> struct packing function
 
 
-def _packer(pack_format, count):
-    packer = _packers.get((pack_format, count))
-    if packer is None:
+def packer(pack_format, count):
+    """struct's packing function for count values of a struct format character,
+    little-endian."""
+    pack = _packers.get((pack_format, count))
+    if pack is None:
         if len(_packers) >= 1024:
             _packers.clear()
-        packer = _packers[pack_format, count] = struct.Struct(f"<{count}{pack_format}").pack
-    return packer
+        pack = _packers[pack_format, count] = struct.Struct(f"<{count}{pack_format}").pack
+    return pack
 
 
 def _integers(bits):

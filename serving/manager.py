@@ -115,7 +115,10 @@ class ModelManager:
     def __init__(self, config, file_system_poll_wait_seconds: float = 1,
                  servable_factory=None, allow_version_labels_for_unavailable_models=False,
                  max_num_load_retries: int = MAX_NUM_LOAD_RETRIES,
-                 load_retry_interval_micros: int = LOAD_RETRY_INTERVAL_MICROS):
+                 load_retry_interval_micros: int = LOAD_RETRY_INTERVAL_MICROS,
+                 on_versions_changed=None):
+        """on_versions_changed(): called after a poll that loaded or unloaded versions (the
+        server's heap.settle)."""
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()  # one poll (load/unload pass) at a time
         self._models = {}
@@ -128,6 +131,8 @@ class ModelManager:
         self._stop = threading.Event()
         self._thread = None
         self._retired_states = {}  # model name -> states of a model dropped by a reload
+        self._on_versions_changed = on_versions_changed
+        self._served_at_last_change = frozenset()  # the servables on_versions_changed saw
         self._apply_config(config)
         self._config = config  # start() fails the server if its labels cannot apply
 
@@ -286,6 +291,13 @@ class ModelManager:
             models = list(self._models.items())
         for name, model in models:
             self._reconcile(name, model)
+        if self._on_versions_changed is not None:
+            with self._lock:  # a reload's retired models count: they were loaded
+                served = frozenset(id(servable) for model in self._models.values()
+                                   for servable in model.servables.values())
+            if served != self._served_at_last_change:
+                self._served_at_last_change = served
+                self._on_versions_changed()
 
     def _reconcile(self, name, model):
         base_path = model.config.base_path

@@ -424,12 +424,49 @@ def _serialized_signature_inputs(servable, signature_name) -> bytes:
     return serialized
 
 
-def _rest_predict_prepare(name, version, label, signature_name, servable, body, outputs):
+def _rest_predict_prepare(name, version, label, signature_name, servable, body, outputs,
+                          response_json):
     """REST predict: the body as it came (the writer decodes it again, as the server did)
-    and the outputs as bytes."""
+    and the response JSON the handler sent, from which the writer reads the outputs back;
+    the outputs as bytes where that JSON does not hold them exactly."""
     return (name, version, label, signature_name, servable.version,
             _serialized_signature_inputs(servable, signature_name), bytes(body),
-            {alias: _portable(value) for alias, value in outputs.items()})
+            _outputs_by_json(outputs, response_json)
+            or {alias: _portable(value) for alias, value in outputs.items()})
+
+
+def _json_exact_kinds() -> dict:
+    """numpy dtype -> what the writer rebuilds its arrays as (_portable's first item), for
+    the dtypes whose values a REST predict response prints exactly: integers and bools as
+    they are, float32 and float64 in as many digits as read back to the same bits
+    (json_codec.format_decimal), strings as the bytes' UTF-8 (surrogateescape) or base64.
+    Not float16, complex and the rest, which are sent as bytes."""
+    import numpy as np
+
+    kinds = {np.dtype(code): np.dtype(code).str for code in "?bBhHiIlLqQfd"}
+    kinds[np.dtype(object)] = "objects"
+    return kinds
+
+
+_JSON_EXACT_KINDS = _json_exact_kinds()
+# How a REST predict response prints non-finite floats; "NaN" cannot say which NaN it was.
+_JSON_INEXACT_TEXTS = ("NaN", "Infinity")
+
+
+def _outputs_by_json(outputs, response_json):
+    """("json", the response JSON, ((alias, kind, shape), ...)) if the writer can read
+    every output back from the JSON bit for bit, else None. Costs the server's interpreter
+    about half of turning the arrays into bytes (the values are not touched here)."""
+    for text in _JSON_INEXACT_TEXTS:
+        if text in response_json:  # a float's (or a string's, or a name's): to be safe
+            return None
+    kinds, specs = _JSON_EXACT_KINDS, []
+    for alias, value in outputs.items():
+        kind = kinds.get(value.dtype)
+        if kind is None:
+            return None
+        specs.append((alias, kind, value.shape))
+    return ("json", response_json, tuple(specs))
 
 
 _parsed_signature_inputs = {}  # the writer's: serialized inputs -> (TensorInfo map, InputPlan)
@@ -461,8 +498,79 @@ def _rest_predict_build(name, version, label, signature_name, served_version, si
         inputs = proto_codec.serialized_tensor_map(fields["request inputs"], arrays)
     request_spec, response_spec = _model_spec_fields(name, version, label, signature_name,
                                                      served_version)
+    if type(outputs) is tuple:  # _outputs_by_json's
+        outputs = portable_outputs_from_json(*outputs[1:])
     return (request_spec + inputs,
             _serialized_outputs(fields["response outputs"], outputs) + response_spec)
+
+
+# The struct formats of the kinds _outputs_by_json sends as JSON, but strings: packed
+# little-endian, as numpy's bytes of those dtypes are (struct's "f" rounds a double to float
+# as numpy's astype does; the values read back are the float32s themselves anyway).
+_STRUCT_FORMATS = {"|b1": "?", "|i1": "b", "|u1": "B", "<i2": "h", "<u2": "H", "<i4": "i",
+                   "<u4": "I", "<i8": "q", "<u8": "Q", "<f4": "f", "<f8": "d"}
+
+
+def portable_outputs_from_json(response_json, specs) -> dict:
+    """{alias: _portable(array)} of the arrays a REST predict response was encoded from,
+    read back from its JSON (row or columnar) given each output's kind and shape."""
+    import base64
+    import json
+
+    import orjson
+
+    from serving import json_codec, json_tensor_bytes
+
+    try:
+        doc = orjson.loads(response_json)
+    except orjson.JSONDecodeError:  # model strings with bytes that are not UTF-8
+        doc = json.loads(response_json)
+    multiple = len(specs) > 1
+    predictions = doc.get(json_codec.PREDICTIONS_KEY)
+    portable = {}
+    for alias, kind, shape in specs:
+        values = []
+        if predictions is not None:  # row format: one item per row, by name if several
+            if len(predictions) != shape[0]:
+                raise ValueError(f"output {alias}: {len(predictions)} rows, not {shape[0]}")
+            for row in predictions:
+                _flatten_json(row[alias] if multiple else row, shape, 1, values, alias)
+        else:
+            columns = doc[json_codec.OUTPUTS_KEY]
+            _flatten_json(columns[alias] if multiple else columns, shape, 0, values, alias)
+        if kind == "objects":
+            items = []
+            for value in values:
+                if type(value) is dict:  # {"b64": ...}: an output named *_bytes
+                    items.append(base64.b64decode(value[json_codec.BASE64_KEY]))
+                elif type(value) is str:
+                    items.append(value.encode("utf-8", errors="surrogateescape"))
+                else:  # TensorFlow's string tensors hold bytes; anything else is not logged
+                    raise ValueError(f"output {alias}: {type(value).__name__} in a string "
+                                     "tensor")
+            portable[alias] = ("objects", shape, items)
+        else:
+            portable[alias] = (kind, shape, json_tensor_bytes.packer(
+                _STRUCT_FORMATS[kind], len(values))(*values))
+    return portable
+
+
+def _flatten_json(value, shape, depth, out, alias):
+    """Appends the scalars of a nested JSON list of the given shape (from `depth` on)."""
+    if depth == len(shape):
+        out.append(value)
+        return
+    if type(value) is not list or len(value) != shape[depth]:
+        raise ValueError(f"output {alias}: the JSON does not have shape {list(shape)}")
+    if depth + 1 == len(shape):
+        for item in value:
+            if type(item) is list:
+                raise ValueError(f"output {alias}: the JSON does not have shape "
+                                 f"{list(shape)}")
+        out += value
+        return
+    for item in value:
+        _flatten_json(item, shape, depth + 1, out, alias)
 
 
 def _serialized_outputs(field_number, outputs) -> bytes:
@@ -609,9 +717,9 @@ def regress_from_examples(name, version, label, signature_name, served_version, 
 
 
 serialized_protos = Builder("grpc", _grpc_prepare)  # gRPC: (request, response)
-# REST: (name, version, label, signature_name, servable, body, outputs) for predict;
-# (name, version, label, signature_name, served version, body, classes, scores) for
-# classify; (..., body, values) for regress.
+# REST: (name, version, label, signature_name, servable, body, outputs, response JSON) for
+# predict; (name, version, label, signature_name, served version, body, classes, scores)
+# for classify; (..., body, values) for regress.
 rest_predict = Builder("rest_predict", _rest_predict_prepare)
 rest_classify = Builder("rest_classify", _rest_examples_prepare)
 rest_regress = Builder("rest_regress", _rest_examples_prepare)

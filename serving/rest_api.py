@@ -107,9 +107,9 @@ class RestApi:
         else:
             await _within(done, deadline)
             outputs = servable.predict_outputs(task, aliases)
-        return (json_codec.encode_predict_response(outputs, request_format),
-                _predict_log(name, version, label, signature_name, servable, body,
-                             outputs))
+        response_json = json_codec.encode_predict_response(outputs, request_format)
+        return response_json, _predict_log(name, version, label, signature_name, servable,
+                                           body, outputs, response_json)
 
     def _error(self, e, method, path):
         """-> (status code name, HTTP status, JSON text) for an exception, as TF Serving."""
@@ -168,9 +168,9 @@ class RestApi:
         servable = self._servable(resolved, name, version, label)
         inputs, request_format = self._decode_predict(doc, servable, signature_name)
         outputs = servable.predict(signature_name, inputs)
-        return (json_codec.encode_predict_response(outputs, request_format),
-                _predict_log(name, version, label, signature_name, servable, body,
-                             outputs))
+        response_json = json_codec.encode_predict_response(outputs, request_format)
+        return response_json, _predict_log(name, version, label, signature_name, servable,
+                                           body, outputs, response_json)
 
     @staticmethod
     def _decode_predict(doc, servable, signature_name):
@@ -247,13 +247,15 @@ class ResolvedVersion:
         self.version = None
 
 
-def _predict_log(name, version, label, signature_name, servable, body, outputs):
+def _predict_log(name, version, label, signature_name, servable, body, outputs,
+                 response_json):
     """RequestLogger.log's arguments (but the time) for a REST predict: the body as it came,
     which the writer process decodes again, rather than the arrays, which cost more to hand
-    over than to decode."""
+    over than to decode; likewise the response JSON, with the outputs for what it does not
+    hold exactly."""
     return (request_logging.PREDICT, name, servable.version, signature_name,
             request_logging.rest_predict, name, version, label, signature_name, servable,
-            body, outputs)
+            body, outputs, response_json)
 
 
 async def _within(future, deadline):

@@ -487,6 +487,113 @@ def test_bodies_the_codec_refuses_are_left_to_it(body):
         json_tensor_bytes.InputPlan(signature.inputs, field)) is None
 
 
+def _random_floats(dtype, count, seed):
+    """count finite values of a float dtype from uniformly random bit patterns (every
+    exponent, subnormals and signed zeros included), then edge values."""
+    info, bits = np.finfo(dtype), np.dtype(f"u{np.dtype(dtype).itemsize}")
+    patterns = np.random.default_rng(seed).integers(0, np.iinfo(bits).max, count, dtype=bits,
+                                                    endpoint=True)
+    values = patterns.view(dtype)
+    edges = np.array([0.0, -0.0, 0.1, 1 / 3, 1.0, -1.0, info.max, -info.max, info.tiny,
+                      info.smallest_subnormal, -info.smallest_subnormal, 2 ** 24 + 2,
+                      16777217.0, 67108900.0, 1e-7, 3.4e38], dtype)
+    return np.concatenate([values[np.isfinite(values)], edges])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("request_format", ["row", "columnar"])
+def test_floats_read_back_from_the_response_json_bit_for_bit(dtype, request_format):
+    """The writer reads a REST predict's outputs back from the JSON the client got, not from
+    the arrays: every finite float32/float64, printed as TF Serving prints it (6 digits if
+    they read back, else 9 or 17), gives the same bits again."""
+    from serving import json_codec
+
+    values = _random_floats(dtype, 40000, seed=10)
+    outputs = {"x": values.reshape(-1, 1) if request_format == "row" else values}
+    response_json = json_codec.encode_predict_response(outputs, request_format)
+    kind, specs = request_logging._outputs_by_json(outputs, response_json)[::2]
+    assert kind == "json"
+    read_back = request_logging.portable_outputs_from_json(response_json, specs)
+    expected = request_logging._portable(outputs["x"])
+    assert read_back["x"][:2] == expected[:2]
+    bits = f"u{np.dtype(dtype).itemsize}"
+    mismatched = np.flatnonzero(np.frombuffer(read_back["x"][2], dtype).view(bits)
+                                != values.view(bits))
+    assert not mismatched.size, f"{values[mismatched[:5]]!r} read back otherwise"
+    assert read_back["x"][2] == expected[2]
+
+
+def _as_strings(*items):
+    array = np.empty(len(items), object)
+    array[:] = items
+    return array
+
+
+# Output maps as signatures return them: the taxi model's, one output, every dtype the JSON
+# path carries, strings that are not UTF-8, *_bytes outputs, empty and scalar shapes.
+OUTPUT_MAPS = {
+    "taxi": {"outputs": np.array([[0.31]], np.float32),
+             "scores": np.array([[0.69, 0.31]], np.float32),
+             "classes": np.array([[b"0", b"1"]], object)},
+    "one_output": {"y": np.array([[1.5], [-2.25], [3e-42]], np.float32)},
+    "every_dtype": {
+        name: np.array([[low, high], [high, low]], dtype) for name, dtype, low, high in [
+            ("bool", np.bool_, False, True), ("i8", np.int8, -128, 127),
+            ("u8", np.uint8, 0, 255), ("i16", np.int16, -2 ** 15, 2 ** 15 - 1),
+            ("u16", np.uint16, 0, 2 ** 16 - 1), ("i32", np.int32, -2 ** 31, 2 ** 31 - 1),
+            ("u32", np.uint32, 0, 2 ** 32 - 1), ("i64", np.int64, -2 ** 63, 2 ** 63 - 1),
+            ("u64", np.uint64, 0, 2 ** 64 - 1), ("f32", np.float32, -1e-45, 3.4028235e38),
+            ("f64", np.float64, 5e-324, -1.7e308)]},
+    "strings": {
+        "text": _as_strings(b"\xff\xfe not UTF-8", "\u00e9".encode(), b"", b"\x00\n\"")
+        .reshape(2, 2),
+        "image_bytes": _as_strings(b"\x00\xff", b"abc", b"", b"\x80").reshape(2, 2),
+        "str_bytes": _as_strings("plain str", "x", "", "\u00e9").reshape(2, 2)},
+    "shapes": {"empty": np.zeros((2, 0, 3), np.float32), "deep": np.arange(
+        16, dtype=np.int64).reshape(2, 2, 2, 2), "row": np.array([7.0, 8.0], np.float64)},
+}
+
+
+@pytest.mark.parametrize("request_format", ["row", "columnar"])
+@pytest.mark.parametrize("name", list(OUTPUT_MAPS))
+def test_rest_predict_logs_the_same_outputs_from_the_json_as_from_the_arrays(name,
+                                                                              request_format):
+    """The logged PredictResponse built from the response JSON has exactly the bytes of the
+    one built from the output arrays, for every shape and dtype the JSON path takes."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from serving import json_codec
+
+    outputs = OUTPUT_MAPS[name]
+    response_json = json_codec.encode_predict_response(outputs, request_format)
+    by_json = request_logging._outputs_by_json(outputs, response_json)
+    assert by_json is not None
+    by_arrays = {alias: request_logging._portable(value) for alias, value in outputs.items()}
+    assert request_logging.portable_outputs_from_json(*by_json[1:]) == {
+        alias: (kind, shape, data if kind != "objects" else [
+            item if isinstance(item, bytes) else item.encode() for item in data])
+        for alias, (kind, shape, data) in by_arrays.items()}
+    signature = meta_graph_pb2.SignatureDef()
+    signature.inputs["x"].dtype = types_pb2.DT_FLOAT
+    build = request_logging.BUILDERS["rest_predict"]
+    arguments = ("taxi", None, None, "", 5, signature.SerializeToString(),
+                 b'{"instances": [1.0]}')
+    assert build(*arguments, by_json) == build(*arguments, by_arrays)
+
+
+@pytest.mark.parametrize("outputs", [
+    {"x": np.array([[np.nan, 1.0]], np.float32)}, {"x": np.array([[-np.inf]], np.float64)},
+    {"x": np.array([[0.5]], np.float16)}, {"x": np.array([[1.0]], np.float32).astype(">f4")},
+    {"x": np.array([["NaN"]], object)}],
+    ids=["nan", "infinity", "float16", "big_endian", "nan_text"])
+def test_outputs_the_json_may_not_hold_exactly_are_sent_as_bytes(outputs):
+    """Non-finite floats (which NaN?), float16 and non-native byte orders go as arrays."""
+    from serving import json_codec
+
+    response_json = json_codec.encode_predict_response(outputs, "row")
+    assert request_logging._outputs_by_json(outputs, response_json) is None
+
+
 def test_a_full_queue_drops_logs_without_blocking():
     """With no writer thread to drain it, a queue of one takes one log and drops the rest."""
     config = text_format.Parse(
