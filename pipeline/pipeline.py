@@ -282,7 +282,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
             infra_blessing=infra.outputs["blessing"],
             push_destination=pusher_pb2.PushDestination(
                 filesystem=pusher_pb2.PushDestination.Filesystem(
-                    base_directory=str(cfg.serving_model_dir))),
+                    base_directory=cfg.push_base_directory)),
             custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor))
         # Clients get the stable version; the pushed one becomes the canary beside it.
         release_canary = ReleaseCanary(

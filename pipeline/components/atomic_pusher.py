@@ -42,6 +42,25 @@ def is_local(uri: str) -> bool:
     return "://" not in uri
 
 
+def require_file_system(uri: str) -> None:
+    """Fails early, with what to install, when tf.io.gfile cannot reach `uri`.
+    TensorFlow has gs:// itself; tensorflow-io adds s3://, hdfs://, az:// when
+    it is imported, so it is imported here if it is installed."""
+    scheme = uri.split("://", 1)[0]
+    if is_local(uri) or scheme in tf.io.gfile.get_registered_schemes():
+        return
+    try:
+        import tensorflow_io  # noqa: F401  (registers its file systems)
+    except ImportError:
+        pass
+    if scheme not in tf.io.gfile.get_registered_schemes():
+        raise ValueError(
+            f"TensorFlow has no file system for {scheme}:// (push destination {uri}): "
+            f"it knows {', '.join(s for s in tf.io.gfile.get_registered_schemes() if s)}. "
+            f"For s3://, install tensorflow-io matching TensorFlow "
+            f"{tf.__version__} (docs/remote-push.md).")
+
+
 def warmed_model_path(input_dict) -> str | None:
     """The InfraValidator's copy of the model with warmup requests, if it made one.
     TFX's Pusher reads it only when given no `model` input; this one keeps
@@ -138,6 +157,7 @@ def publish(model_path: str, base_directory: str) -> str:
     """Push to <base>/<version>/ as the destination allows; returns the version."""
     if is_local(base_directory):
         return publish_atomically(model_path, base_directory)
+    require_file_system(base_directory)
     return publish_in_order(model_path, base_directory)
 
 

@@ -5,6 +5,7 @@ Pusher runs in a subprocess, as the pipeline runs it, with tensorflow-io's gs://
 file system pointed at the emulator. The tests read the bucket as a polling
 model server would: over HTTP, while the push is going on.
 """
+import importlib.util
 import json
 import os
 import signal
@@ -17,10 +18,10 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from gcp_storage_emulator import server as gcs_emulator
 
+from pipeline import run_local
 from tests.conftest import PROJECT_ROOT, PYTHON
-
-gcs_emulator = pytest.importorskip("gcp_storage_emulator.server")
 
 BUCKET = "models"
 BASE = f"gs://{BUCKET}/serving/taxi_tips"
@@ -193,6 +194,21 @@ def test_push_to_gcs_after_an_interrupted_push(emulator, model_artifact, tmp_pat
             assert files == set(expected)
     # The PushedModel artifact keeps its archive copy, as TFX's Pusher's does.
     assert files_under(tmp_path / "pushed_model" / "archive") == expected
+
+
+@pytest.mark.parametrize("destination", ["/srv/models", "gs://", "s3://models/taxi_tips"])
+def test_push_destination_flag_refuses_what_cannot_work(destination):
+    """A local folder belongs under --output-dir; s3:// needs tensorflow-io."""
+    if destination.startswith("s3") and importlib.util.find_spec("tensorflow_io"):
+        pytest.skip("tensorflow-io is installed here: s3:// is a file system")
+    with pytest.raises(SystemExit) as exit_status:
+        run_local.parse_args(["--push-destination", destination])
+    assert exit_status.value.code == 2  # argparse's usage error
+
+
+def test_push_destination_flag_sets_the_pushers_base_directory():
+    cfg, _ = run_local.parse_args(["--push-destination", f"{BASE}/"])
+    assert cfg.push_base_directory == BASE
 
 
 def _push_in_this_process(model_dir: str, base_directory: str, pushed_model_dir: str):
