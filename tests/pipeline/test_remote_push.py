@@ -196,6 +196,17 @@ def test_push_to_gcs_after_an_interrupted_push(emulator, model_artifact, tmp_pat
     assert files_under(tmp_path / "pushed_model" / "archive") == expected
 
 
+def test_local_push_still_renames_a_whole_version_into_place(model_artifact, tmp_path):
+    from pipeline.components import atomic_pusher
+    base = tmp_path / "serving_model" / "taxi_tips"
+    saved_model = model_artifact / "Format-Serving"
+    first = atomic_pusher.publish(str(saved_model), str(base))
+    second = atomic_pusher.publish(str(saved_model), str(base))
+    assert int(second) > int(first)
+    assert sorted(p.name for p in base.iterdir()) == [first, second]  # no staging left
+    assert files_under(base / second) == files_under(saved_model)
+
+
 @pytest.mark.parametrize("destination", ["/srv/models", "gs://", "s3://models/taxi_tips"])
 def test_push_destination_flag_refuses_what_cannot_work(destination):
     """A local folder belongs under --output-dir; s3:// needs tensorflow-io."""
