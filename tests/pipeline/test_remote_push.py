@@ -124,12 +124,12 @@ def push_interrupted_before_saved_model(server, bucket: Emulator, model_dir, tmp
     create_file = storage.create_file
     reached, process_killed = threading.Event(), threading.Event()
 
-    def hold_saved_model(bucket, name, *args, **kwargs):
+    def hold_saved_model(bucket_name, name, *args, **kwargs):
         if name.endswith("/saved_model.pb"):
             reached.set()
             process_killed.wait(PUSH_TIMEOUT_SECONDS)
             raise ConnectionAbortedError("the pushing process was killed")
-        return create_file(bucket, name, *args, **kwargs)
+        return create_file(bucket_name, name, *args, **kwargs)
 
     storage.create_file = hold_saved_model
     try:
