@@ -116,6 +116,10 @@ class PipelineConfig:
     # Version folders kept on disk besides the labelled and loaded ones.
     versions_kept: int = 3
     # --- end of Release ---------------------------------------------------------
+    # Where the Pusher writes versions (TF Serving's model base path): None, the
+    # local serving folder (an atomic rename per version); or a gs:// or s3://
+    # URI, written through tf.io.gfile with saved_model.pb last (docs/remote-push.md).
+    push_destination: str | None = None
     # Continuous training (`--watch`): what may trigger a retraining (see
     # pipeline/triggers.py), how often to look for new spans, and the schedule.
     retrain_on: tuple = ("new-span",)
@@ -160,6 +164,11 @@ class PipelineConfig:
         return self.output_dir / SERVING_MODEL_DIR / MODEL_NAME
 
     @property
+    def push_base_directory(self) -> str:
+        """The Pusher's base directory: push_destination, or the local serving folder."""
+        return self.push_destination or str(self.serving_model_dir)
+
+    @property
     def serving_config_path(self) -> pathlib.Path:
         """TF Serving's model config file the release step maintains."""
         return self.output_dir / SERVING_CONFIG_FILE
@@ -171,6 +180,19 @@ class PipelineConfig:
     @property
     def schema_file(self) -> pathlib.Path:
         return SCHEMA_DIR / "schema.pbtxt"
+
+
+def remote_push_destination(uri: str) -> str:
+    """A --push-destination: an object store URI. A local folder is the output
+    folder's serving_model/ (the release step, retention and recovery look there)."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if not scheme or scheme == "file" or not uri.split("://", 1)[1].strip("/"):
+        raise ValueError(
+            f"{uri!r} is not an object store URI such as gs://BUCKET/models/{MODEL_NAME} "
+            f"or s3://BUCKET/models/{MODEL_NAME}; to serve from a local folder, choose "
+            f"it with --output-dir (versions go to <output-dir>/{SERVING_MODEL_DIR}/"
+            f"{MODEL_NAME})")
+    return uri.rstrip("/")
 
 
 def model_code_version() -> str:

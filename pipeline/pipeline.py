@@ -312,7 +312,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
         evaluator, infra, pusher = validate_and_push(
             cfg, window.outputs["examples"], new_span, trainer, baseline,
             pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
-                base_directory=str(cfg.serving_model_dir))),
+                base_directory=cfg.push_base_directory)),
             pusher_executor=AtomicPusherExecutor)
         # Clients get the stable version; the pushed one becomes the canary beside it.
         release_canary = ReleaseCanary(
@@ -345,7 +345,7 @@ def kubeflow_pipeline(cfg: pipeline_config.PipelineConfig, pipeline_root: str,
                       data_root: str, serving_model_dir: str) -> Pipeline:
     """The pipeline as Kubeflow Pipelines v2 (Vertex AI) can run it: the newest
     span, validated, trains a model that must pass the same Evaluator and
-    InfraValidator before TFX's Pusher pushes it. `data_root`, the Trainer's
+    InfraValidator before the Pusher pushes it. `data_root`, the Trainer's
     `train_args` and the Pusher's `push_destination` are runtime parameters with
     these (and cfg's) defaults. Left out, because
     KFP's V2 compiler or a cluster cannot take them (docs/kubeflow.md): the span
@@ -372,11 +372,13 @@ def kubeflow_pipeline(cfg: pipeline_config.PipelineConfig, pipeline_root: str,
         model=Channel(type=standard_artifacts.Model),
         model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("baseline_model_resolver")
-    # TFX's Pusher: it writes through tf.io.gfile (gs:// too).
+    # The same Pusher as locally: on gs:// it writes saved_model.pb last, so a
+    # polling server never loads half a model (docs/remote-push.md).
     push_destination = proto_parameter("push_destination", pusher_pb2.PushDestination(
         filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_model_dir)))
     evaluator, infra, pusher = validate_and_push(cfg, examples, new_span, trainer, baseline,
-                                                 push_destination)
+                                                 push_destination,
+                                                 pusher_executor=AtomicPusherExecutor)
     return Pipeline(
         pipeline_name=pipeline_config.KUBEFLOW_PIPELINE_NAME,
         pipeline_root=pipeline_root,

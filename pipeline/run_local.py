@@ -61,6 +61,12 @@ def parse_args(argv):
                         default=defaults.analyzer_cache,
                         help="let Transform reuse TFT's analysis of spans it analyzed "
                              "before (pays off on big spans only)")
+    parser.add_argument("--push-destination", metavar="URI",
+                        type=_flag_type(pipeline_config.remote_push_destination),
+                        default=defaults.push_destination,
+                        help="push versions to this gs:// or s3:// model base path "
+                             "instead of <output-dir>/serving_model/taxi_tips "
+                             "(docs/remote-push.md)")
     parser.add_argument("--wait", action="store_true",
                         help="if another run holds the output folder, wait for it "
                              "instead of exiting with status 3")
@@ -129,6 +135,12 @@ def parse_args(argv):
     for flag in ("infra_p99_target_ms", "infra_load_rate", "infra_load_seconds"):
         if getattr(args, flag) <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be above 0")
+    if args.push_destination:
+        from pipeline.components import atomic_pusher  # imports TensorFlow
+        try:
+            atomic_pusher.require_file_system(args.push_destination)
+        except ValueError as error:
+            parser.error(str(error))
     cfg = dataclasses.replace(
         defaults, data_dir=args.data_dir.resolve(), output_dir=args.output_dir.resolve(),
         training_window_spans=args.training_window_spans, train_steps=args.train_steps,
@@ -142,7 +154,8 @@ def parse_args(argv):
         infra_p99_target_ms=args.infra_p99_target_ms, infra_load_rate=args.infra_load_rate,
         infra_load_seconds=args.infra_load_seconds, infra_warmup=not args.no_infra_warmup,
         serving_metrics_url=args.serving_metrics_url,
-        canary_min_requests=args.canary_min_requests)
+        canary_min_requests=args.canary_min_requests,
+        push_destination=args.push_destination)
     return cfg, args
 
 

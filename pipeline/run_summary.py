@@ -203,6 +203,6 @@ def print_report(summary: RunSummary, error, seconds: float, cfg, out):
               f"run starts this span again.", file=out)
     else:
         print(f"The run failed: {error}", file=out)
-    print(f"Serving directory: {cfg.serving_model_dir}\n"
+    print(f"Serving directory: {cfg.push_base_directory}\n"
           f"Metadata store:    {cfg.metadata_path}\n"
           f"Full logs:         {cfg.log_path}", file=out, flush=True)

@@ -39,6 +39,11 @@ def ReleaseCanary(
     cfg = dataclasses.replace(pipeline_config.PipelineConfig(),
                               output_dir=pathlib.Path(output_dir),
                               canary_load_timeout_seconds=load_timeout_seconds)
+    # The serving config names the base path the Pusher wrote to (a gs:// or
+    # s3:// URI when pushed there: docs/remote-push.md).
+    pushed_to = pushed_model.get_string_custom_property("pushed_destination")
+    if "://" in pushed_to:
+        cfg = dataclasses.replace(cfg, push_destination=pushed_to.rsplit("/", 1)[0])
     config = text_format.Parse(metadata_connection, connection.ConnectionConfig())
     release = actions.Release(cfg, connection.open_store(config), serving_metrics_url or None)
     outcome = " ".join(filter(None, [

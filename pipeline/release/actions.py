@@ -47,7 +47,7 @@ class Release:
 
     def write(self, config, served: ServedVersions) -> None:
         serving_config.write(self.path, serving_config.with_served_versions(
-            config, self.model_name, self.cfg.serving_model_dir, served))
+            config, self.model_name, self.cfg.push_base_directory, served))
 
     def record(self, action: str, version, reason: str, served: ServedVersions):
         return releases.record(self.store, self.model_name, action, version, reason,

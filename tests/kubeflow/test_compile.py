@@ -26,8 +26,8 @@ EXECUTORS = {
     "Trainer": "tfx.components.trainer.executor.GenericExecutor",
     "Evaluator": "pipeline.components.interval_evaluator.IntervalJudgedEvaluatorExecutor",
     "InfraValidator": "pipeline.components.infra_validator.SubprocessInfraValidatorExecutor",
-    # TFX's Pusher: it writes through tf.io.gfile, so to gs:// too.
-    "Pusher": "tfx.components.pusher.executor.Executor",
+    # The local Pusher: through tf.io.gfile on gs://, saved_model.pb last.
+    "Pusher": "pipeline.components.atomic_pusher.AtomicPusherExecutor",
 }
 BEAM_COMPONENTS = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
 # LatestBlessedModelStrategy compiles to two KFP resolver tasks.
