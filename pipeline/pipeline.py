@@ -11,7 +11,6 @@ one (pipeline/release/ promotes or rolls it back).
 import json
 
 import tensorflow_model_analysis as tfma
-from google.protobuf import text_format
 # TFX's own modules, not `from tfx import v1`: tfx.v1 also imports its Google
 # Cloud extensions (Vertex AI's client library), 4 s of every run's start-up.
 from tfx.components import (Evaluator, ExampleValidator, FileBasedExampleGen, Pusher,
@@ -24,6 +23,7 @@ from tfx.proto import (example_gen_pb2, infra_validator_pb2, pusher_pb2, range_c
                        trainer_pb2)
 from tfx.types import Channel, standard_artifacts
 
+from metadata import connection
 from models import features, signatures
 from pipeline import config as pipeline_config
 from pipeline.components.atomic_pusher import AtomicPusherExecutor
@@ -287,7 +287,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
         # Clients get the stable version; the pushed one becomes the canary beside it.
         release_canary = ReleaseCanary(
             pushed_model=pusher.outputs["pushed_model"], output_dir=str(cfg.output_dir),
-            metadata_connection=text_format.MessageToString(
+            metadata_connection=connection.to_text(
                 metadata_connection_config or cfg.metadata_connection),
             serving_metrics_url=cfg.serving_metrics_url or "",
             load_timeout_seconds=cfg.canary_load_timeout_seconds)
