@@ -8,7 +8,6 @@ InfraValidator (a local model server on the candidate) -> Pusher, only if both
 blessed -> ReleaseCanary: the pushed version becomes the canary beside the stable
 one (pipeline/release/ promotes or rolls it back).
 """
-import json
 
 import tensorflow_model_analysis as tfma
 # TFX's own modules, not `from tfx import v1`: tfx.v1 also imports its Google
@@ -26,6 +25,7 @@ from tfx.types import Channel, standard_artifacts
 from metadata import connection
 from models import features, signatures
 from pipeline import config as pipeline_config
+from pipeline import evaluation_metrics
 from pipeline.components.atomic_pusher import AtomicPusherExecutor
 from pipeline.components.baseline_model import BlessedBeforeCandidateStrategy
 from pipeline.components.csv_ingestion import CsvIngestionExecutor
@@ -75,9 +75,8 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
             tfma.SlicingSpec(feature_keys=[key]) for key in cfg.slice_features],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(
-                class_name="AUC",
-                config=json.dumps({"num_thresholds": cfg.auc_num_thresholds}),
+            evaluation_metrics.auc_config(
+                cfg.auc_num_thresholds,
                 per_slice_thresholds=[tfma.PerSliceMetricThreshold(
                     slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold)]),
             tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[
