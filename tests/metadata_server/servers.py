@@ -63,6 +63,7 @@ def _run(command, **kwargs):
 class PostgreSQLServer:
     folder: pathlib.Path
     port: int
+    bin_dir: pathlib.Path
     host: str = "127.0.0.1"
     user: str = USER
     password: str = PASSWORD
@@ -81,7 +82,8 @@ class PostgreSQLServer:
 
 
 def start_postgresql() -> PostgreSQLServer | None:
-    """None if Debian's postgresql package is not installed."""
+    """None if Debian's postgresql package is not installed. Its programs run in
+    the server's folder, which its user can enter (a CI clone under /root may not be)."""
     initdb = find_program("initdb", ("/usr/lib/postgresql/*/bin/initdb",))
     if initdb is None:
         return None
@@ -96,7 +98,7 @@ def start_postgresql() -> PostgreSQLServer | None:
     # scram-sha-256 for every connection, so the tests prove the password path.
     _run(as_user + [initdb, "-D", str(folder / "data"), "-U", USER,
                     f"--pwfile={password_file}", "--auth=scram-sha-256", "--no-sync",
-                    "--encoding=UTF8", "--locale=C"])
+                    "--encoding=UTF8", "--locale=C"], cwd=folder)
     password_file.unlink()
     port = free_port()
     options = (f"-c listen_addresses=127.0.0.1 -c port={port} "
@@ -104,16 +106,15 @@ def start_postgresql() -> PostgreSQLServer | None:
                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
     _run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(folder / "data"),
                     "-l", str(folder / "server.log"), "-o", options, "-w",
-                    "-t", str(START_TIMEOUT_SECONDS), "start"])
-    return PostgreSQLServer(folder, port)
+                    "-t", str(START_TIMEOUT_SECONDS), "start"], cwd=folder)
+    return PostgreSQLServer(folder, port, bin_dir)
 
 
 def stop_postgresql(server: PostgreSQLServer):
-    bin_dir = pathlib.Path(find_program("initdb", ("/usr/lib/postgresql/*/bin/initdb",))
-                           ).resolve().parent
-    subprocess.run(_as_user("postgres") + [str(bin_dir / "pg_ctl"), "-D",
+    subprocess.run(_as_user("postgres") + [str(server.bin_dir / "pg_ctl"), "-D",
                                            str(server.folder / "data"), "-m", "immediate",
-                                           "-w", "stop"], capture_output=True, timeout=60)
+                                           "-w", "stop"],
+                   capture_output=True, timeout=60, cwd=server.folder)
     shutil.rmtree(server.folder, ignore_errors=True)
 
 
@@ -144,7 +145,7 @@ def start_mysql() -> MySQLServer | None:
     folder = _private_folder(system_user, "taxi-mariadb-")
     as_user = _as_user(system_user)
     _run(as_user + [install_db, "--no-defaults", f"--datadir={folder / 'data'}",
-                    "--auth-root-authentication-method=normal", "--skip-test-db"])
+                    "--auth-root-authentication-method=normal", "--skip-test-db"], cwd=folder)
     port, socket_path = free_port(), folder / "server.sock"
     log = open(folder / "server.log", "w")
     process = subprocess.Popen(
@@ -152,7 +153,7 @@ def start_mysql() -> MySQLServer | None:
                    f"--socket={socket_path}", f"--port={port}", "--bind-address=127.0.0.1",
                    f"--pid-file={folder / 'server.pid'}", "--skip-log-bin",
                    "--innodb-buffer-pool-size=16M", "--skip-name-resolve"],
-        stdout=log, stderr=subprocess.STDOUT)
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     deadline = time.time() + START_TIMEOUT_SECONDS
     while True:
         ping = subprocess.run([client, "--no-defaults", f"--socket={socket_path}", "-u", "root",

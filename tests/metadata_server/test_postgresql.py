@@ -10,7 +10,6 @@ import subprocess
 from metadata import connection, releases, runs
 from pipeline import config as pipeline_config
 from pipeline import run_lock
-from tests.metadata_server import servers
 from tests.metadata_server.conftest import (module_command, open_reader, run, run_local,
                                             start_lock_holder)
 
@@ -84,8 +83,7 @@ def test_the_password_is_nowhere_in_the_store_or_the_outputs(pipeline_on_postgre
                                   .string_value)
     assert connection.describe(stored) == p.url and not stored.postgresql.password
 
-    pg_dump = servers.find_program("pg_dump", ("/usr/lib/postgresql/*/bin/pg_dump",))
-    dump = subprocess.run([pg_dump, "-h", p.server.host, "-p", str(p.server.port),
+    dump = subprocess.run([str(p.server.bin_dir / "pg_dump"), "-h", p.server.host, "-p", str(p.server.port),
                            "-U", p.server.user, p.dbname], env=p.server.environment(),
                           capture_output=True, timeout=120, check=True).stdout
     assert b"metadata_connection" in dump  # the exec property is in there...
