@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from typing import ClassVar
 
 USER = "taxi"  # the role / account the pipeline connects as
 PASSWORD = "test-password-4f1c"  # only ever passed by PGPASSWORD / MYSQL_PWD
@@ -60,20 +61,28 @@ def _run(command, **kwargs):
 
 
 @dataclasses.dataclass
-class PostgreSQLServer:
-    folder: pathlib.Path
+class Server:
+    folder: pathlib.Path  # data, socket and log; deleted when it stops
     port: int
-    bin_dir: pathlib.Path
-    host: str = "127.0.0.1"
-    user: str = USER
-    password: str = PASSWORD
+    host: ClassVar[str] = "127.0.0.1"
+    user: ClassVar[str] = USER
+    password: ClassVar[str] = PASSWORD
+    scheme: ClassVar[str]
+    password_variable: ClassVar[str]  # where the server's clients look for it
 
-    def url(self, dbname: str) -> str:
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
+    def url(self, database: str) -> str:
+        return f"{self.scheme}://{self.user}@{self.host}:{self.port}/{database}"
 
     def environment(self, **extra) -> dict:
-        """A command's environment: the password where libpq looks for it."""
-        return {**os.environ, "PGPASSWORD": self.password, **extra}
+        """A command's environment: the password where the client looks for it."""
+        return {**os.environ, self.password_variable: self.password, **extra}
+
+
+@dataclasses.dataclass
+class PostgreSQLServer(Server):
+    bin_dir: pathlib.Path
+    scheme: ClassVar[str] = "postgresql"
+    password_variable: ClassVar[str] = "PGPASSWORD"
 
     def connect(self, dbname: str = "postgres"):
         import psycopg
@@ -119,19 +128,10 @@ def stop_postgresql(server: PostgreSQLServer):
 
 
 @dataclasses.dataclass
-class MySQLServer:
-    folder: pathlib.Path
-    port: int
+class MySQLServer(Server):
     process: subprocess.Popen
-    host: str = "127.0.0.1"
-    user: str = USER
-    password: str = PASSWORD
-
-    def url(self, database: str) -> str:
-        return f"mysql://{self.user}@{self.host}:{self.port}/{database}"
-
-    def environment(self, **extra) -> dict:
-        return {**os.environ, "MYSQL_PWD": self.password, **extra}
+    scheme: ClassVar[str] = "mysql"
+    password_variable: ClassVar[str] = "MYSQL_PWD"
 
 
 def start_mysql() -> MySQLServer | None:
