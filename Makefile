@@ -8,12 +8,12 @@ INSTALLED := $(VENV)/.installed
 SPANS := data/spans/.complete
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: run test setup data browser bench demo clean
+.PHONY: run test setup data browser databases bench demo clean
 
 run: $(INSTALLED) $(SPANS)
 	$(PY) pipeline/run_local.py
 
-test: $(INSTALLED) $(SPANS) browser
+test: $(INSTALLED) $(SPANS) browser databases
 	$(PY) -m pytest tests
 
 setup: $(INSTALLED)
@@ -35,6 +35,12 @@ $(SPANS): data/make_spans.py $(INSTALLED)
 # Headless Chromium renders the lineage and monitoring HTML pages in the tests.
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# Real PostgreSQL and MariaDB servers for the metadata store tests: their fixtures
+# start them in a temporary folder (tests/metadata_server/servers.py); none runs here.
+databases:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql; }
+	@test -x /usr/sbin/mariadbd || { apt-get update -qq && apt-get install -y -qq --no-install-recommends mariadb-server; }
 
 # The whole loop on one terminal: spans arrive, models are trained, validated on the
 # serving stack, released as canary and promoted while a client sends traffic.

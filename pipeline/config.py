@@ -1,7 +1,8 @@
 """Every knob of the pipeline, in one place, with defaults that work on a laptop.
 
 `run_local.py` and the tests override fields by flag; environment variables
-TAXI_DATA_DIR and TAXI_OUTPUT_DIR move the data and the outputs.
+TAXI_DATA_DIR and TAXI_OUTPUT_DIR move the data and the outputs, TAXI_METADATA
+the ML Metadata store (docs/metadata-store.md).
 """
 import dataclasses
 import hashlib
@@ -61,6 +62,9 @@ class PipelineConfig:
         os.environ.get("TAXI_DATA_DIR", PROJECT_ROOT / "data" / "spans"))
     output_dir: pathlib.Path = pathlib.Path(
         os.environ.get("TAXI_OUTPUT_DIR", PROJECT_ROOT / "outputs"))
+    # The ML Metadata store as --metadata takes it (metadata/connection.py); None:
+    # $TAXI_METADATA, else SQLite at metadata_path.
+    metadata_store: str | None = None
     # Train on a rolling window of the latest spans (quarters).
     training_window_spans: int = 4
     # Hash buckets of the train/eval split that ExampleGen makes of each span.
@@ -154,9 +158,10 @@ class PipelineConfig:
 
     @property
     def metadata_connection(self):
-        """ML Metadata's ConnectionConfig: SQLite in the output folder."""
+        """ML Metadata's ConnectionConfig: metadata_store, else $TAXI_METADATA,
+        else SQLite in the output folder."""
         from metadata import connection
-        return connection.sqlite_config(self.metadata_path)
+        return connection.choose(self.metadata_store, self.metadata_path)
 
     @property
     def serving_model_dir(self) -> pathlib.Path:

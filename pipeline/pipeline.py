@@ -11,10 +11,9 @@ one (pipeline/release/ promotes or rolls it back).
 `kubeflow_pipeline` is the same DAG less what Kubeflow Pipelines v2 cannot
 compile or run (docs/kubeflow.md), for pipeline/run_kubeflow.py.
 """
-import json
 
 import tensorflow_model_analysis as tfma
-from google.protobuf import json_format, text_format
+from google.protobuf import json_format
 # TFX's own modules, not `from tfx import v1`: tfx.v1 also imports its Google
 # Cloud extensions (Vertex AI's client library), 4 s of every run's start-up.
 from tfx.components import (Evaluator, ExampleValidator, FileBasedExampleGen, Pusher,
@@ -30,8 +29,10 @@ from tfx.proto import (example_gen_pb2, infra_validator_pb2, pusher_pb2, range_c
                        trainer_pb2)
 from tfx.types import Channel, standard_artifacts
 
+from metadata import connection
 from models import features, signatures
 from pipeline import config as pipeline_config
+from pipeline import evaluation_metrics
 from pipeline.components.atomic_pusher import AtomicPusherExecutor
 from pipeline.components.baseline_model import BlessedBeforeCandidateStrategy
 from pipeline.components.csv_ingestion import CsvIngestionExecutor
@@ -81,9 +82,8 @@ def eval_config(cfg: pipeline_config.PipelineConfig) -> tfma.EvalConfig:
             tfma.SlicingSpec(feature_keys=[key]) for key in cfg.slice_features],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(
-                class_name="AUC",
-                config=json.dumps({"num_thresholds": cfg.auc_num_thresholds}),
+            evaluation_metrics.auc_config(
+                cfg.auc_num_thresholds,
                 per_slice_thresholds=[tfma.PerSliceMetricThreshold(
                     slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold)]),
             tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[
@@ -317,7 +317,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
         # Clients get the stable version; the pushed one becomes the canary beside it.
         release_canary = ReleaseCanary(
             pushed_model=pusher.outputs["pushed_model"], output_dir=str(cfg.output_dir),
-            metadata_connection=text_format.MessageToString(
+            metadata_connection=connection.to_text(
                 metadata_connection_config or cfg.metadata_connection),
             serving_metrics_url=cfg.serving_metrics_url or "",
             load_timeout_seconds=cfg.canary_load_timeout_seconds)

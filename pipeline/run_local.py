@@ -42,6 +42,12 @@ def parse_args(argv):
     parser.add_argument("--output-dir", type=pathlib.Path, default=defaults.output_dir,
                         help="where the metadata store, pipeline artifacts, serving "
                              "models and logs go; env TAXI_OUTPUT_DIR")
+    parser.add_argument("--metadata", metavar="STORE", default=defaults.metadata_store,
+                        help="ML Metadata store: a SQLite file, postgresql://user@host:port/"
+                             "dbname, mysql://user@host:port/dbname or a ConnectionConfig "
+                             "textproto; the password only from PGPASSWORD / ~/.pgpass or "
+                             "MYSQL_PWD (default: $TAXI_METADATA, else "
+                             "<output-dir>/metadata.sqlite; docs/metadata-store.md)")
     parser.add_argument("--training-window-spans", type=int,
                         default=defaults.training_window_spans,
                         help="train on this many latest spans")
@@ -130,6 +136,11 @@ def parse_args(argv):
                             help="with --serving-metrics-url: requests the canary serves "
                                  "before it may be promoted automatically")
     args = parser.parse_args(argv)
+    from metadata import connection
+    try:
+        connection.choose(args.metadata, pathlib.Path())  # refuses a password in the URL
+    except connection.StoreError as error:
+        parser.error(f"--metadata / ${connection.ENVIRONMENT_VARIABLE}: {error}")
     if args.serving_window <= 0:
         parser.error("--serving-window must be longer than 0s")
     for flag in ("infra_p99_target_ms", "infra_load_rate", "infra_load_seconds"):
@@ -143,6 +154,7 @@ def parse_args(argv):
             parser.error(str(error))
     cfg = dataclasses.replace(
         defaults, data_dir=args.data_dir.resolve(), output_dir=args.output_dir.resolve(),
+        metadata_store=args.metadata,
         training_window_spans=args.training_window_spans, train_steps=args.train_steps,
         min_auc=args.min_auc, min_accuracy=args.min_accuracy,
         max_auc_drop_vs_baseline=args.max_auc_drop_vs_baseline,
@@ -173,6 +185,7 @@ def main(argv=None) -> int:
 
 
 def run_or_watch(cfg, args, out, stop) -> int:
+    from metadata import connection
     from pipeline import watch
 
     try:
@@ -192,12 +205,15 @@ def run_or_watch(cfg, args, out, stop) -> int:
         status = watch.run_under_lock(cfg, trigger, on_disk, out, stop, wait=args.wait)
         return stop.exit_status if stop.requested else status
     except run_lock.LockHeld as busy:
-        what = "watcher" if busy.path.name == run_lock.WATCH_LOCK else "pipeline run"
-        print(f"Another {what} is using {cfg.output_dir}: {run_lock.describe(busy.holder)}.\n"
+        what = "watcher" if busy.name == run_lock.WATCH_LOCK else "pipeline run"
+        print(f"Another {what} is using {busy.where}: {run_lock.describe(busy.holder)}.\n"
               f"Nothing was run. Wait for it" +
               (", or pass --wait to queue behind it." if what != "watcher" else
                ", or stop it (SIGTERM) first."), file=out)
         return EXIT_BUSY
+    except connection.StoreError as error:  # the server is down, refuses the password...
+        print(f"Nothing was run: {error}", file=out)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import dataclasses
 
 from ml_metadata.proto import metadata_store_pb2
 
-from metadata import runs
+from metadata import connection, runs
 from metadata.artifacts import confidence_intervals_of, span_of
 from pipeline.lineage import artifact_files, confidence
 
@@ -204,5 +204,5 @@ def print_report(summary: RunSummary, error, seconds: float, cfg, out):
     else:
         print(f"The run failed: {error}", file=out)
     print(f"Serving directory: {cfg.push_base_directory}\n"
-          f"Metadata store:    {cfg.metadata_path}\n"
+          f"Metadata store:    {connection.describe(cfg.metadata_connection)}\n"
           f"Full logs:         {cfg.log_path}", file=out, flush=True)

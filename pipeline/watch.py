@@ -68,13 +68,13 @@ def one_pass_trigger(cfg: pipeline_config.PipelineConfig, on_disk: list[int]) ->
 
 
 def run_under_lock(cfg, trigger, on_disk, out, stop, wait: bool) -> int:
-    """One run, holding the output folder's run lock; repairs first what an
+    """One run, holding the metadata store's run lock; repairs first what an
     interrupted run left."""
     def waiting(holder):
         print(f"Waiting for the run lock: {run_lock.describe(holder)} ...", file=out, flush=True)
 
-    with run_lock.hold(cfg.output_dir / run_lock.RUN_LOCK, f"{trigger.label()} run",
-                       wait=wait, on_wait=waiting):
+    with run_lock.hold_for_store(cfg, run_lock.RUN_LOCK, f"{trigger.label()} run",
+                                 wait=wait, on_wait=waiting):
         config = cfg.metadata_connection
         if connection.exists(config):
             repairs = recovery.recover(connection.open_store(config), cfg.pipeline_root,
@@ -85,7 +85,7 @@ def run_under_lock(cfg, trigger, on_disk, out, stop, wait: bool) -> int:
 
 
 def watch(cfg: pipeline_config.PipelineConfig, out, stop) -> int:
-    with run_lock.hold(cfg.output_dir / run_lock.WATCH_LOCK, "watcher"):
+    with run_lock.hold_for_store(cfg, run_lock.WATCH_LOCK, "watcher"):
         schedule = (f"every {cfg.retrain_every_seconds:g}s" if cfg.retrain_every_seconds
                     else "off")
         requests = (f"; judging the requests logged in {cfg.request_logs} per "

@@ -54,7 +54,7 @@ def check_finished_windows(cfg: pipeline_config.PipelineConfig, out) -> None:
         from pipeline.monitor import check, prometheus
 
         try:
-            with run_lock.hold(cfg.output_dir / run_lock.RUN_LOCK, "serving check", wait=True):
+            with run_lock.hold_for_store(cfg, run_lock.RUN_LOCK, "serving check", wait=True):
                 schema = tfdv.load_schema_text(str(cfg.schema_file))
                 report = check.run_check(connection.open_store(config), logs, since, until,
                                          window, schema, cfg.output_dir)

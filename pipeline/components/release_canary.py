@@ -12,7 +12,6 @@ import dataclasses
 import pathlib
 
 from absl import logging
-from google.protobuf import text_format
 # Not `from tfx import v1`: see pipeline/pipeline.py.
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputDict, Parameter
 from tfx.dsl.component.experimental.decorators import component
@@ -27,7 +26,9 @@ from pipeline.release import actions
 def ReleaseCanary(
         pushed_model: InputArtifact[standard_artifacts.PushedModel],
         output_dir: Parameter[str],
-        # ML Metadata's ConnectionConfig as a text proto: the executor records the
+        # ML Metadata's ConnectionConfig as a text proto (connection.to_text: an
+        # exec property is stored in ML Metadata, so it holds no password; opening
+        # the store reads it from the environment): the executor records the
         # release in the store the pipeline writes.
         metadata_connection: Parameter[str],
         serving_metrics_url: Parameter[str] = "",
@@ -44,7 +45,7 @@ def ReleaseCanary(
     pushed_to = pushed_model.get_string_custom_property("pushed_destination")
     if "://" in pushed_to:
         cfg = dataclasses.replace(cfg, push_destination=pushed_to.rsplit("/", 1)[0])
-    config = text_format.Parse(metadata_connection, connection.ConnectionConfig())
+    config = connection.from_text(metadata_connection)
     release = actions.Release(cfg, connection.open_store(config), serving_metrics_url or None)
     outcome = " ".join(filter(None, [
         actions.add_version(release, version, "pushed by the pipeline"),

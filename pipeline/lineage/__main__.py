@@ -24,13 +24,18 @@ def _store_flags() -> argparse.ArgumentParser:
   flags = argparse.ArgumentParser(add_help=False)
   where = flags.add_mutually_exclusive_group()
   where.add_argument(
+      '--metadata', metavar='STORE', default=argparse.SUPPRESS,
+      help='ML Metadata store: a SQLite file, postgresql://user@host:port/dbname, '
+      'mysql://user@host:port/dbname or a ConnectionConfig textproto; password '
+      'from PGPASSWORD / ~/.pgpass or MYSQL_PWD (default: $TAXI_METADATA, else '
+      'the one pipeline/run_local.py writes, outputs/metadata.sqlite or '
+      '$TAXI_OUTPUT_DIR/metadata.sqlite); SQLite is always opened read-only')
+  where.add_argument(
       '--metadata_path', '--metadata-path', default=argparse.SUPPRESS,
-      help='SQLite ML Metadata file (default: the one pipeline/run_local.py '
-      'writes, outputs/metadata.sqlite or $TAXI_OUTPUT_DIR/metadata.sqlite)')
+      help='a SQLite ML Metadata file (as --metadata)')
   where.add_argument(
       '--connection_config', '--connection-config', default=argparse.SUPPRESS,
-      help='ml_metadata.ConnectionConfig textproto file (MySQL, PostgreSQL, '
-      'SQLite); SQLite is always opened read-only')
+      help='an ml_metadata.ConnectionConfig textproto file (as --metadata)')
   flags.add_argument('-o', '--output', default=argparse.SUPPRESS,
                      help='write to this file instead of stdout')
   return flags
@@ -139,7 +144,8 @@ def main(argv: Any = None) -> int:
   args = _parser().parse_args(argv)
   try:
     metadata = store.open_store(getattr(args, 'metadata_path', None),
-                                getattr(args, 'connection_config', None))
+                                getattr(args, 'connection_config', None),
+                                getattr(args, 'metadata', None))
     text = _render(metadata, args)
   except LineageError as e:
     print(f'lineage: error: {e}', file=sys.stderr)

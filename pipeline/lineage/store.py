@@ -2,7 +2,8 @@
 metadata layer (metadata/connection.py).
 
 SQLite stores are opened in MLMD's READONLY connection mode, so the tool can
-never create, migrate or modify the store a pipeline writes.
+never create, migrate or modify the store a pipeline writes; server stores
+with skip_db_creation, so a mistyped database name is not created.
 """
 
 from __future__ import annotations
@@ -26,28 +27,33 @@ def default_metadata_path() -> str:
 def connection_config(
     metadata_path: Optional[str] = None,
     connection_config_path: Optional[str] = None,
+    metadata: Optional[str] = None,
 ) -> metadata_store_pb2.ConnectionConfig:
-  """Builds a read-only ConnectionConfig from a SQLite path or a textproto."""
+  """A read-only ConnectionConfig: from a SQLite path, a textproto, or a
+  --metadata value (else $TAXI_METADATA, else the pipeline's SQLite file)."""
   try:
-    config = (connection.config_from_textproto(connection_config_path)
-              if connection_config_path else
-              connection.sqlite_config(metadata_path or default_metadata_path()))
+    if connection_config_path:
+      config = connection.config_from_textproto(connection_config_path)
+    elif metadata_path:
+      config = connection.sqlite_config(metadata_path)
+    else:
+      config = connection.choose(metadata, default_metadata_path())
   except connection.StoreError as e:
     raise LineageError(str(e)) from e
   if config.HasField('sqlite') and not os.path.isfile(config.sqlite.filename_uri):
     raise LineageError(
         f'no metadata store at {config.sqlite.filename_uri}: run '
-        '`python pipeline/run_local.py` first, or pass --metadata_path / '
-        '--connection_config')
+        '`python pipeline/run_local.py` first, or pass --metadata')
   return connection.read_only(config)
 
 
 def open_store(
     metadata_path: Optional[str] = None,
     connection_config_path: Optional[str] = None,
+    metadata: Optional[str] = None,
 ) -> metadata_store.MetadataStore:
   """Connects to the store and checks it holds ML Metadata tables."""
-  config = connection_config(metadata_path, connection_config_path)
+  config = connection_config(metadata_path, connection_config_path, metadata)
   try:
     return connection.open_store(config)
   except connection.StoreError as e:

@@ -65,15 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=pathlib.Path,
                         help="write the report to this file instead of stdout")
     where = parser.add_mutually_exclusive_group()
+    where.add_argument("--metadata", metavar="STORE",
+                       help="ML Metadata store: a SQLite file, postgresql://user@host:port/"
+                       "dbname, mysql://user@host:port/dbname or a ConnectionConfig "
+                       "textproto; password from PGPASSWORD / ~/.pgpass or MYSQL_PWD "
+                       "(default: $TAXI_METADATA, else outputs/metadata.sqlite or "
+                       "$TAXI_OUTPUT_DIR/metadata.sqlite)")
     where.add_argument("--metadata_path", "--metadata-path", type=pathlib.Path,
-                       help="SQLite ML Metadata file (default: outputs/metadata.sqlite, "
-                       "or $TAXI_OUTPUT_DIR/metadata.sqlite)")
+                       help="a SQLite ML Metadata file (as --metadata)")
     where.add_argument("--connection_config", "--connection-config", "--metadata_config",
                        "--metadata-config", type=pathlib.Path,
-                       help="ml_metadata.ConnectionConfig textproto (MySQL, PostgreSQL, SQLite)")
+                       help="an ml_metadata.ConnectionConfig textproto (as --metadata)")
     parser.add_argument("--output-dir", "--output_dir", type=pathlib.Path,
                         help="pipeline output folder; the check's files go under its "
-                        "monitoring/ (default: the metadata file's folder, else "
+                        "monitoring/ (default: the SQLite metadata file's folder, else "
                         "outputs/ or $TAXI_OUTPUT_DIR)")
     parser.add_argument("--prometheus-file", "--prometheus_file", type=pathlib.Path,
                         help="gauges for a textfile collector (default: "
@@ -90,12 +95,13 @@ def _open_store(args):
     try:
         if args.connection_config:
             store_config = connection.config_from_textproto(args.connection_config)
+        elif args.metadata_path:
+            store_config = connection.sqlite_config(args.metadata_path)
         else:
-            store_config = connection.sqlite_config(
-                args.metadata_path or config.PipelineConfig().metadata_path)
+            store_config = connection.choose(args.metadata, config.PipelineConfig().metadata_path)
         if not connection.exists(store_config):
             raise UsageError(f"no metadata store at {connection.describe(store_config)}: run "
-                             "the pipeline first, or pass --metadata_path / --connection_config")
+                             "the pipeline first, or pass --metadata")
         return connection.open_store(store_config), connection.describe(store_config)
     except connection.StoreError as error:
         raise UsageError(str(error)) from error
@@ -108,6 +114,10 @@ def _output_dir(args) -> pathlib.Path:
         return args.output_dir
     if args.metadata_path:
         return args.metadata_path.resolve().parent
+    from metadata import connection
+    store_config = connection.choose(args.metadata, config.PipelineConfig().metadata_path)
+    if args.metadata and store_config.HasField("sqlite"):
+        return pathlib.Path(store_config.sqlite.filename_uri).resolve().parent
     return config.PipelineConfig().output_dir
 
 

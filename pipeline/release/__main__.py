@@ -20,6 +20,11 @@ def _parser(defaults) -> argparse.ArgumentParser:
                        help=f"the pipeline's output folder: serving config, serving "
                             f"models, metadata store (default {defaults.output_dir}; "
                             "env TAXI_OUTPUT_DIR)")
+    flags.add_argument("--metadata", metavar="STORE", default=argparse.SUPPRESS,
+                       help="ML Metadata store: a SQLite file, postgresql://user@host:port/"
+                            "dbname, mysql://user@host:port/dbname or a ConnectionConfig "
+                            "textproto; password from PGPASSWORD / ~/.pgpass or MYSQL_PWD "
+                            "(default: $TAXI_METADATA, else <output-dir>/metadata.sqlite)")
     flags.add_argument("--serving-metrics-url", default=argparse.SUPPRESS,
                        help="the model server's Prometheus page; its REST API is on the "
                             f"same port (default {DEFAULT_METRICS_URL})")
@@ -57,7 +62,8 @@ def main(argv=None) -> int:
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
     output_dir = getattr(args, "output_dir", defaults.output_dir)
-    cfg = dataclasses.replace(defaults, output_dir=output_dir.resolve())
+    cfg = dataclasses.replace(defaults, output_dir=output_dir.resolve(),
+                              metadata_store=getattr(args, "metadata", None))
     if args.command == "check":
         cfg = dataclasses.replace(
             cfg, canary_min_requests=args.min_requests,

@@ -74,7 +74,7 @@ def test_trace_names_evaluation_training_and_every_step(store, lineage_json):
     evaluation, training = trace["evaluation"], trace["training"]
     assert evaluation["blessed"] is True
     assert {"auc", "binary_accuracy"} <= set(evaluation["metrics"])
-    assert {t["metric"] for t in evaluation["thresholds"]} >= {"AUC", "BinaryAccuracy"}
+    assert {t["metric"] for t in evaluation["thresholds"]} >= {"PipelineAUC", "BinaryAccuracy"}
     served = str(store.pushed_versions()[-1])
     assert evaluation["baseline_model"] == RawLineage(store.metadata_path).baseline_of(served)
     assert training["train_steps"] > 0
