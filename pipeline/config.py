@@ -38,6 +38,8 @@ LOCAL_RUNNER_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"
 # which clears the cache of each of TensorFlow's ~1,000 loggers (10 s a run).
 BEAM_PIPELINE_ARGS = LOCAL_RUNNER_ARGS + [f"--setup_file={PROJECT_ROOT / 'setup.py'}",
                                           "--pickle_library=cloudpickle"]
+# `run_local.py --beam-arg` appends to these (docs/beam.md): Beam takes the last
+# value of a flag, so the user's win; the two above stay, as every runner needs them.
 
 # --- Kubeflow Pipelines v2 / Vertex AI (pipeline/run_kubeflow.py, docs/kubeflow.md) ---
 # KFP accepts only [a-z0-9-] in a pipeline's name.
@@ -103,6 +105,8 @@ class PipelineConfig:
     max_decay_auc_drop: float = 0.05
     slice_features: tuple = ("trip_start_hour", "payment_type")
     enable_cache: bool = True
+    # Every Beam-powered component's arguments: the defaults above, then --beam-arg's.
+    beam_pipeline_args: tuple = tuple(BEAM_PIPELINE_ARGS)
     # --- Release (pipeline/release/, docs/delivery.md) ----------------------------
     # The Pusher only writes a version; the release step labels it `canary` in TF
     # Serving's model config file (serving_config_path), which the server follows

@@ -73,6 +73,12 @@ def parse_args(argv):
                         help="push versions to this gs:// or s3:// model base path "
                              "instead of <output-dir>/serving_model/taxi_tips "
                              "(docs/remote-push.md)")
+    parser.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                        dest="beam_args",
+                        help="an argument for Beam, after the defaults (repeat it; "
+                             "write --beam-arg=--flag=value), e.g. --beam-arg="
+                             "--direct_running_mode=multi_processing --beam-arg="
+                             "--direct_num_workers=2; runners in docs/beam.md")
     parser.add_argument("--wait", action="store_true",
                         help="if another run holds the output folder, wait for it "
                              "instead of exiting with status 3")
@@ -152,6 +158,11 @@ def parse_args(argv):
             atomic_pusher.require_file_system(args.push_destination)
         except ValueError as error:
             parser.error(str(error))
+    if args.beam_args:
+        from pipeline import beam_args
+        problem = beam_args.problem_with(args.beam_args)
+        if problem:
+            parser.error(f"--beam-arg {' '.join(args.beam_args)}: {problem}")
     cfg = dataclasses.replace(
         defaults, data_dir=args.data_dir.resolve(), output_dir=args.output_dir.resolve(),
         metadata_store=args.metadata,
@@ -167,7 +178,9 @@ def parse_args(argv):
         infra_load_seconds=args.infra_load_seconds, infra_warmup=not args.no_infra_warmup,
         serving_metrics_url=args.serving_metrics_url,
         canary_min_requests=args.canary_min_requests,
-        push_destination=args.push_destination)
+        push_destination=args.push_destination,
+        beam_pipeline_args=pipeline_config.PipelineConfig.beam_pipeline_args
+        + tuple(args.beam_args))
     return cfg, args
 
 
