@@ -29,8 +29,7 @@ def backfill(cfg: pipeline_config.PipelineConfig, spans: list[int], progress):
     for span in spans:
         progress.label = f" (backfill span {span})"
         trigger = Trigger("backfill", span)
-        run_id = runner.execute(taxi_pipeline.ingestion_pipeline(
-            cfg, span, beam_pipeline_args=list(cfg.beam_pipeline_args)),
-            cfg.metadata_connection, trigger)
+        run_id = runner.execute(taxi_pipeline.ingestion_pipeline(cfg, span),
+                                cfg.metadata_connection, trigger)
         runner.record_outcome(cfg.metadata_connection, run_id, "ingested")
     progress.label = ""

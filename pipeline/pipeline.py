@@ -270,9 +270,10 @@ def validate_and_push(cfg: pipeline_config.PipelineConfig, examples, new_span, t
 
 def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
                     train_when: str = "always", metadata_connection_config=None,
-                    beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS) -> Pipeline:
+                    beam_pipeline_args=None) -> Pipeline:
     """The whole pipeline for one new span. The metadata connection and Beam
-    arguments are parameters, so other runners can share this DAG."""
+    arguments are parameters, so other runners can share this DAG (by default,
+    the configuration's: pipeline/config.py's, then `run_local.py --beam-arg`)."""
     new_span, statistics, curated_schema, validation, gate = validated_ingestion(cfg, span)
     # SchemaGen infers a schema for people to compare; the curated one rules.
     inferred_schema = SchemaGen(
@@ -331,7 +332,7 @@ def create_pipeline(cfg: pipeline_config.PipelineConfig, span: int | None,
                     *([analyzer_cache] if analyzer_cache else []), transform,
                     trainer, baseline, evaluator, infra, pusher, release_canary],
         enable_cache=cfg.enable_cache,
-        beam_pipeline_args=beam_pipeline_args)
+        beam_pipeline_args=list(beam_pipeline_args or cfg.beam_pipeline_args))
 
 
 def proto_parameter(name: str, default) -> RuntimeParameter:
@@ -389,8 +390,7 @@ def kubeflow_pipeline(cfg: pipeline_config.PipelineConfig, pipeline_root: str,
 
 
 def ingestion_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
-                       metadata_connection_config=None,
-                       beam_pipeline_args=pipeline_config.BEAM_PIPELINE_ARGS
+                       metadata_connection_config=None, beam_pipeline_args=None
                        ) -> Pipeline:
     """Ingests and validates one older span: fills the training window on a new
     store. Same pipeline name and node ids, so its Examples join the same channel,
@@ -401,4 +401,4 @@ def ingestion_pipeline(cfg: pipeline_config.PipelineConfig, span: int,
         metadata_connection_config=metadata_connection_config or cfg.metadata_connection,
         components=list(validated_ingestion(cfg, span)),
         enable_cache=cfg.enable_cache,
-        beam_pipeline_args=beam_pipeline_args)
+        beam_pipeline_args=list(beam_pipeline_args or cfg.beam_pipeline_args))

@@ -105,9 +105,9 @@ def run(cfg: pipeline_config.PipelineConfig, trigger: Trigger, on_disk: list[int
             with stop_signals.during_run() if stop_signals else contextlib.nullcontext():
                 backfill.backfill(cfg, backfill.spans_to_backfill(cfg, trigger.span, on_disk),
                                   progress)
-                run_id = execute(taxi_pipeline.create_pipeline(
-                    cfg, trigger.span, train_when=train_when,
-                    beam_pipeline_args=list(cfg.beam_pipeline_args)), config, trigger)
+                run_id = execute(taxi_pipeline.create_pipeline(cfg, trigger.span,
+                                                               train_when=train_when),
+                                 config, trigger)
         except BaseException as exc:  # reported below, with the log file for details
             error, run_id = exc, getattr(exc, "run_id", run_id)
             progress.finish("STOPPED" if isinstance(exc, StopRequested) else "FAILED")
