@@ -248,14 +248,19 @@ def tables(summary: dict) -> list[str]:
     rule = "|---|" + "---:|" * len(cases)
     names = [*COMPONENTS, WHOLE_RUN]
     lines = []
-    for title, value in (
-            ("Seconds (median)", lambda e, rows: f"{e['seconds']:.1f}"),
+    # Components of a second or less read no data to speak of: rows per second
+    # would be noise, and a few of them ran between two memory samples.
+    data_components = [name for name in names if any(
+        summary[case].get(name, {}).get("seconds", 0) > 1 for case in cases)]
+    for title, value, shown in (
+            ("Seconds (median)", lambda e, rows: f"{e['seconds']:.1f}", names),
             ("Rows per second (window rows / seconds)",
-             lambda e, rows: f"{rows / e['seconds']:,.0f}" if e["seconds"] > 0 else "-"),
+             lambda e, rows: f"{rows / e['seconds']:,.0f}", data_components),
             ("Peak memory of the process tree, MiB (median of the runs' peaks)",
-             lambda e, rows: f"{e['peak_bytes'] / 2**20:,.0f}")):
+             lambda e, rows: f"{e['peak_bytes'] / 2**20:,.0f}" if e["peak_bytes"] else "-",
+             data_components)):
         lines += [f"### {title}", "", header + " |", rule]
-        for name in names:
+        for name in shown:
             if not any(name in summary[case] for case in cases):
                 continue
             cells = [_cell(summary[case].get(name), value(summary[case][name], case[0]))
