@@ -66,27 +66,33 @@ class TreeMemorySampler(threading.Thread):
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.root = psutil.Process(pid)
-        self.samples: list[tuple[float, int]] = []  # (time.time(), bytes)
+        # (time.time(), bytes, CPU seconds the tree used since it started)
+        self.samples: list[tuple[float, int, float]] = []
         self.stopped = threading.Event()
+        # CPU seconds by process, as last seen: a worker that ended keeps its share.
+        self.cpu_seconds: dict[int, float] = {}
 
-    def tree_rss(self) -> int:
+    def tree_usage(self) -> tuple[int, float]:
         total = 0
         try:
             processes = [self.root] + self.root.children(recursive=True)
         except psutil.NoSuchProcess:
-            return 0
+            return 0, 0.0
         for process in processes:
             try:
-                total += process.memory_info().rss
+                with process.oneshot():
+                    total += process.memory_info().rss
+                    cpu = process.cpu_times()
+                    self.cpu_seconds[process.pid] = cpu.user + cpu.system
             except psutil.NoSuchProcess:
                 pass
-        return total
+        return total, sum(self.cpu_seconds.values())
 
     def run(self):
         while not self.stopped.wait(SAMPLE_SECONDS):
-            rss = self.tree_rss()
+            rss, cpu = self.tree_usage()
             if rss:
-                self.samples.append((time.time(), rss))
+                self.samples.append((time.time(), rss, cpu))
 
 
 def executions_by_component(output_dir: pathlib.Path) -> list[dict]:
@@ -108,13 +114,15 @@ def executions_by_component(output_dir: pathlib.Path) -> list[dict]:
     return found
 
 
-def per_component(executions: list[dict], samples, finished: bool) -> dict:
+def per_component(executions: list[dict], samples) -> dict:
     """Seconds (summed over the run's executions of a component) and peak tree
     memory while one of them ran. A run stopped by --timeout leaves its running
-    component at its last update: it is reported up to the last sample instead."""
+    component at its last update (its start): it is reported up to the last
+    sample instead, and marked unfinished."""
     from ml_metadata.proto import metadata_store_pb2
 
     complete = metadata_store_pb2.Execution.COMPLETE
+    unfinished = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
     last_sample = samples[-1][0] if samples else 0
     result = {}
     for execution in executions:
@@ -122,14 +130,20 @@ def per_component(executions: list[dict], samples, finished: bool) -> dict:
         if name not in COMPONENTS:
             continue
         done = execution["state"] == complete
-        end = execution["end"] if done or finished else max(execution["end"], last_sample)
+        end = (max(execution["end"], last_sample) if execution["state"] in unfinished
+               else execution["end"])
         entry = result.setdefault(name, {"seconds": 0.0, "peak_bytes": 0, "complete": True})
         entry["seconds"] += end - execution["start"]
         entry["complete"] &= done
-        during = [rss for at, rss in samples if execution["start"] <= at <= end]
+        during = [sample for sample in samples if execution["start"] <= sample[0] <= end]
         if not during and samples:  # shorter than a sample interval: the nearest one
-            during = [min(samples, key=lambda sample: abs(sample[0] - execution["start"]))[1]]
-        entry["peak_bytes"] = max([entry["peak_bytes"], *during])
+            during = [min(samples, key=lambda sample: abs(sample[0] - execution["start"]))]
+        entry["peak_bytes"] = max([entry["peak_bytes"], *(sample[1] for sample in during)])
+        if samples and len(samples[0]) > 2:  # CPU seconds: recorded since the 1M runs
+            before = [sample for sample in samples if sample[0] <= execution["start"]]
+            start_cpu = before[-1][2] if before else 0.0
+            entry["cpu_seconds"] = entry.get("cpu_seconds", 0.0) + max(
+                0.0, during[-1][2] - start_cpu)
     return result
 
 
@@ -171,7 +185,7 @@ def measure(work_dir: pathlib.Path, rows: int, runner: str, repetition: int,
     sampler.stopped.set()
     sampler.join()
     executions = executions_by_component(output_dir)
-    components = per_component(executions, sampler.samples, finished)
+    components = per_component(executions, sampler.samples)
     measurement = {
         "rows": rows, "runner": runner, "repetition": repetition, "date": time.strftime(
             "%Y-%m-%d %H:%M UTC", time.gmtime(started)),
@@ -179,7 +193,8 @@ def measure(work_dir: pathlib.Path, rows: int, runner: str, repetition: int,
         "load_average_before": os.getloadavg()[0],
         "components": components,
         "whole_run": {"seconds": seconds,
-                      "peak_bytes": max((rss for _, rss in sampler.samples), default=0)},
+                      "peak_bytes": max((sample[1] for sample in sampler.samples), default=0),
+                      "cpu_seconds": sampler.samples[-1][2] if sampler.samples else 0.0},
         # The raw material, to attribute the samples differently later.
         "executions": executions, "samples": sampler.samples}
     print(f"{rows} rows, {runner} #{repetition}: {seconds:.0f}s, exit "
@@ -221,13 +236,16 @@ def summarize(measurements: list[dict]) -> dict:
     grouped: dict = {}
     for m in measurements:
         cases = grouped.setdefault((m["rows"], m["runner"]), {})
-        entries = dict(m["components"])
+        entries = (per_component(m["executions"], m["samples"]) if "samples" in m
+                   else dict(m["components"]))
         entries[WHOLE_RUN] = {**m["whole_run"], "complete": bool(m["finished"]
                                                                  and m["exit_status"] == 0)}
         for name, entry in entries.items():
             cases.setdefault(name, []).append(entry)
     return {case: {name: {"seconds": statistics.median(e["seconds"] for e in entries),
                           "peak_bytes": statistics.median(e["peak_bytes"] for e in entries),
+                          "cpu_seconds": statistics.median(e["cpu_seconds"] for e in entries)
+                          if all("cpu_seconds" in e for e in entries) else None,
                           "runs": len(entries),
                           "complete": all(e["complete"] for e in entries)}
                    for name, entries in components.items()}
@@ -254,6 +272,9 @@ def tables(summary: dict) -> list[str]:
         summary[case].get(name, {}).get("seconds", 0) > 1 for case in cases)]
     for title, value, shown in (
             ("Seconds (median)", lambda e, rows: f"{e['seconds']:.1f}", names),
+            ("CPU seconds of the process tree (user + system; recorded from the 1M runs on)",
+             lambda e, rows: f"{e['cpu_seconds']:.1f}" if e["cpu_seconds"] is not None
+             else "-", data_components),
             ("Rows per second (window rows / seconds)",
              lambda e, rows: f"{rows / e['seconds']:,.0f}", data_components),
             ("Peak memory of the process tree, MiB (median of the runs' peaks)",
