@@ -15,6 +15,7 @@ built from all of them (medians per rows and runner), so sizes can be run apart:
 A benchmark, not a test.
 """
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -54,6 +55,10 @@ COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen",
               "RetrainDecision", "Transform", "Trainer", "Evaluator", "InfraValidator",
               "Pusher", "ReleaseCanary")
 WHOLE_RUN = "whole run (process)"
+# Components that run once per span (backfills included) and once on the window:
+# what a component read is what its rows per second count.
+PER_SPAN = ("CsvExampleGen", "StatisticsGen")
+READS_ROWS = (*PER_SPAN, "Transform", "Evaluator", WHOLE_RUN)
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -114,27 +119,49 @@ def executions_by_component(output_dir: pathlib.Path) -> list[dict]:
     return found
 
 
-def per_component(executions: list[dict], samples) -> dict:
+def span_rows(total_rows: int) -> dict[int, int]:
+    """Rows of each span of the window, as make_spans.py shares them out."""
+    spec = importlib.util.spec_from_file_location(
+        "make_spans", PROJECT_ROOT / "data" / "make_spans.py")
+    make_spans = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_spans)
+    _, by_span = make_spans.read_rows_by_span(make_spans.tfx_taxi_csv())
+    window = range(WINDOW[0], WINDOW[1] + 1)
+    return make_spans.rows_per_span({span: len(by_span[span]) for span in window}, total_rows)
+
+
+def per_component(executions: list[dict], samples, rows_by_span: dict[int, int]) -> dict:
     """Seconds (summed over the run's executions of a component) and peak tree
     memory while one of them ran. A run stopped by --timeout leaves its running
     component at its last update (its start): it is reported up to the last
-    sample instead, and marked unfinished."""
+    sample instead, and marked unfinished. `rows` and `rows_seconds`: the rows
+    its finished executions read (a backfill's ExampleGen one span, Transform
+    the window), and the seconds those took."""
     from ml_metadata.proto import metadata_store_pb2
 
     complete = metadata_store_pb2.Execution.COMPLETE
     unfinished = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
     last_sample = samples[-1][0] if samples else 0
     result = {}
-    for execution in executions:
+    runs_so_far: dict[str, int] = {}
+    for execution in sorted(executions, key=lambda e: e["start"]):
         name = execution["component"]
         if name not in COMPONENTS:
             continue
         done = execution["state"] == complete
         end = (max(execution["end"], last_sample) if execution["state"] in unfinished
                else execution["end"])
-        entry = result.setdefault(name, {"seconds": 0.0, "peak_bytes": 0, "complete": True})
+        entry = result.setdefault(name, {"seconds": 0.0, "peak_bytes": 0, "complete": True,
+                                         "rows": 0, "rows_seconds": 0.0})
         entry["seconds"] += end - execution["start"]
         entry["complete"] &= done
+        # The backfills run spans 13, 14, 15 in order, then the training run 16.
+        span = WINDOW[0] + runs_so_far.get(name, 0)
+        runs_so_far[name] = runs_so_far.get(name, 0) + 1
+        if done:
+            entry["rows"] += (rows_by_span.get(span, 0) if name in PER_SPAN
+                              else sum(rows_by_span.values()))
+            entry["rows_seconds"] += end - execution["start"]
         during = [sample for sample in samples if execution["start"] <= sample[0] <= end]
         if not during and samples:  # shorter than a sample interval: the nearest one
             during = [min(samples, key=lambda sample: abs(sample[0] - execution["start"]))]
@@ -185,7 +212,7 @@ def measure(work_dir: pathlib.Path, rows: int, runner: str, repetition: int,
     sampler.stopped.set()
     sampler.join()
     executions = executions_by_component(output_dir)
-    components = per_component(executions, sampler.samples)
+    components = per_component(executions, sampler.samples, span_rows(rows))
     measurement = {
         "rows": rows, "runner": runner, "repetition": repetition, "date": time.strftime(
             "%Y-%m-%d %H:%M UTC", time.gmtime(started)),
@@ -236,13 +263,19 @@ def summarize(measurements: list[dict]) -> dict:
     grouped: dict = {}
     for m in measurements:
         cases = grouped.setdefault((m["rows"], m["runner"]), {})
-        entries = (per_component(m["executions"], m["samples"]) if "samples" in m
-                   else dict(m["components"]))
-        entries[WHOLE_RUN] = {**m["whole_run"], "complete": bool(m["finished"]
-                                                                 and m["exit_status"] == 0)}
+        entries = (per_component(m["executions"], m["samples"], span_rows(m["rows"]))
+                   if "samples" in m else dict(m["components"]))
+        complete = bool(m["finished"] and m["exit_status"] == 0)
+        entries[WHOLE_RUN] = {**m["whole_run"], "complete": complete}
         for name, entry in entries.items():
+            if "rows" not in entry:  # the first runs kept no samples: all finished
+                entry = {**entry, "rows": m["rows"] if entry["complete"] else 0,
+                         "rows_seconds": entry["seconds"]}
             cases.setdefault(name, []).append(entry)
     return {case: {name: {"seconds": statistics.median(e["seconds"] for e in entries),
+                          "rows_per_second": statistics.median(
+                              e["rows"] / e["rows_seconds"] if e["rows"] else 0
+                              for e in entries),
                           "peak_bytes": statistics.median(e["peak_bytes"] for e in entries),
                           "cpu_seconds": statistics.median(e["cpu_seconds"] for e in entries)
                           if all("cpu_seconds" in e for e in entries) else None,
@@ -275,8 +308,10 @@ def tables(summary: dict) -> list[str]:
             ("CPU seconds of the process tree (user + system; recorded from the 1M runs on)",
              lambda e, rows: f"{e['cpu_seconds']:.1f}" if e["cpu_seconds"] is not None
              else "-", data_components),
-            ("Rows per second (window rows / seconds)",
-             lambda e, rows: f"{rows / e['seconds']:,.0f}", data_components),
+            ("Rows per second (rows a component's finished executions read / their "
+             "seconds; the same at every size = linear)",
+             lambda e, rows: f"{e['rows_per_second']:,.0f}" if e["rows_per_second"] else "-",
+             [name for name in READS_ROWS if name in data_components]),
             ("Peak memory of the process tree, MiB (median of the runs' peaks)",
              lambda e, rows: f"{e['peak_bytes'] / 2**20:,.0f}" if e["peak_bytes"] else "-",
              data_components)):
