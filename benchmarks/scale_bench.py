@@ -340,8 +340,8 @@ def report(measurements: list[dict]) -> str:
         f"- Machine: {machine_description()}; shared with other work while these ran "
         f"(1-minute load average before a run: {min(loads):.1f} .. {max(loads):.1f}), so "
         "times are upper bounds of a quiet machine's",
-        "- Command: `python benchmarks/scale_bench.py --rows N ...` (a run per rows and "
-        "runner; several at 15,000 rows where there was time: medians)",
+        "- Command: `python benchmarks/scale_bench.py --rows N ...` (one run per rows and "
+        "runner, a second where there was time; the column headers say how many: medians)",
         f"- Data: spans {WINDOW[0]}..{WINDOW[1]} of `data/make_spans.py --synthetic-rows N "
         "--seed 0` (each quarter's real trips resampled with jitter, N rows in all): one "
         "training window. One training run on a new store with the cache off "
@@ -349,7 +349,8 @@ def report(measurements: list[dict]) -> str:
         "(ExampleGen, StatisticsGen, ExampleValidator and the gate each), span 16 through "
         "the whole pipeline; Transform, Trainer and Evaluator read the whole window. "
         "1,000 training steps at every size",
-        f"- Runners: in-memory = the pipeline's defaults (`{' '.join(config.BEAM_PIPELINE_ARGS)}`);"
+        "- Runners: in-memory = the pipeline's defaults (`"
+        + " ".join(config.BEAM_PIPELINE_ARGS).replace(str(PROJECT_ROOT), "<project>") + "`);"
         f" multi-process = the same plus `{' '.join(RUNNERS['multi-process'])}`",
         "- Seconds: from ML Metadata, each execution's creation to its last update, added "
         "up over the backfill runs. Whole run: the `run_local.py` process, start-up "
