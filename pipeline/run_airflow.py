@@ -67,12 +67,9 @@ def pipeline_config_from_env() -> pipeline_config.PipelineConfig:
             raise ValueError(f"not PipelineConfig fields: {', '.join(unknown)}")
         for name, value in overrides.items():
             default = getattr(cfg, name)
-            if isinstance(default, pathlib.Path):
-                overrides[name] = pathlib.Path(value)
-            elif isinstance(default, tuple):
-                overrides[name] = tuple(value)
-            elif isinstance(default, float):
-                overrides[name] = float(value)
+            if isinstance(default, (pathlib.Path, tuple, int, float)) \
+                    and not isinstance(default, bool):
+                overrides[name] = type(default)(value)  # TFX checks exact types
     except (ValueError, TypeError) as error:
         raise ValueError(f"TAXI_PIPELINE_OVERRIDES is not a JSON object of "
                          f"pipeline/config.py's PipelineConfig fields ({error}): "
