@@ -5,7 +5,8 @@ records its outcome. With nothing new the sensor gives up (skipped) and so does
 every task after it: nothing is trained.
 
 Airflow finds the DAG through dags/taxi_tips.py (AIRFLOW__CORE__DAGS_FOLDER).
-Settings come from pipeline/config.py plus the AIRFLOW_SETTINGS below.
+Settings: pipeline/config.py (TAXI_PIPELINE_OVERRIDES) and AirflowSettings below
+(TAXI_AIRFLOW_*), read from the environment when Airflow parses the DAG file.
 """
 import dataclasses
 import datetime
