@@ -105,12 +105,17 @@ def _span(context) -> int:
 def backfill_window(cfg: pipeline_config.PipelineConfig, **context):
     """A new store: the older spans of the window are ingested first, each in a
     small run of its own, as local runs do (pipeline/backfill.py)."""
-    from pipeline import backfill, progress, triggers
+    from pipeline import backfill, progress, runner, triggers
 
     cfg.output_dir.mkdir(parents=True, exist_ok=True)  # for the SQLite store
     spans = backfill.spans_to_backfill(cfg, _span(context),
                                        triggers.complete_spans(cfg.data_dir))
-    backfill.backfill(cfg, spans, progress.ProgressPrinter(sys.stdout))
+    try:
+        backfill.backfill(cfg, spans, progress.ProgressPrinter(sys.stdout))
+    except Exception as error:  # a bad old span: its run says why, as a local run's does
+        if getattr(error, "run_id", None):
+            runner.record_outcome(cfg.metadata_connection, error.run_id, "failed", str(error))
+        raise
     return spans
 
 
@@ -179,7 +184,7 @@ def record_outcome(cfg: pipeline_config.PipelineConfig, **context):
     failed = sorted(task for task, state in states.items()
                     if state in (TaskInstanceState.FAILED, TaskInstanceState.UPSTREAM_FAILED))
     if states.get(REGISTER_TASK) != TaskInstanceState.SUCCESS:
-        if failed:  # the backfill: its own runs recorded how they failed
+        if failed:  # the backfill: its failed run recorded why
             raise AirflowFailException(f"tasks failed before the run started: "
                                        f"{', '.join(failed)}; see their logs in Airflow")
         raise AirflowSkipException("no new span: nothing was run")
