@@ -26,7 +26,7 @@ WAIT_SECONDS = 240  # for a command to reach the lock
 def postgresql_server():
     server = servers.start_postgresql()
     if server is None:
-        pytest.skip("PostgreSQL is not installed: `make test` installs Debian's postgresql")
+        pytest.fail("PostgreSQL is not installed: `make test` installs Debian's postgresql")
     yield server
     servers.stop_postgresql(server)
 
@@ -35,7 +35,7 @@ def postgresql_server():
 def mysql_server():
     server = servers.start_mysql()
     if server is None:
-        pytest.skip("MariaDB is not installed: `make test` installs Debian's mariadb-server")
+        pytest.fail("MariaDB is not installed: `make test` installs Debian's mariadb-server")
     yield server
     servers.stop_mysql(server)
 
