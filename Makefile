@@ -34,13 +34,13 @@ $(SPANS): data/make_spans.py $(INSTALLED)
 
 # Headless Chromium renders the lineage and monitoring HTML pages in the tests.
 browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # Real PostgreSQL and MariaDB servers for the metadata store tests: their fixtures
 # start them in a temporary folder (tests/metadata_server/servers.py); none runs here.
 databases:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql; }
-	@test -x /usr/sbin/mariadbd || { apt-get update -qq && apt-get install -y -qq --no-install-recommends mariadb-server; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+	@test -x /usr/sbin/mariadbd || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server; }
 
 # The whole loop on one terminal: spans arrive, models are trained, validated on the
 # serving stack, released as canary and promoted while a client sends traffic.
